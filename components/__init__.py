@@ -1,0 +1,14 @@
+"""Thin KFP components, one per stage: artifact paths in, one call to the stage logic, outputs out.
+
+Each runs in its own image (``keel.images``) with Keel preinstalled, so nothing is pip-installed
+when a container starts (``install_kfp_package=False``).
+"""
+
+from keel.components.evaluate import evaluate
+from keel.components.ingest import ingest
+from keel.components.preprocess import preprocess
+from keel.components.register import register
+from keel.components.train import train
+from keel.components.validate import validate
+
+__all__ = ["ingest", "validate", "preprocess", "train", "evaluate", "register"]

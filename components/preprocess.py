@@ -1,0 +1,32 @@
+from kfp import dsl
+
+from keel.images import image
+
+
+@dsl.component(base_image=image("preprocess"), install_kfp_package=False)
+def preprocess(
+    dataset: dsl.Input[dsl.Dataset],
+    schema: dsl.Input[dsl.Artifact],
+    test_size: float,
+    seed: int,
+    encoding: str,
+    train: dsl.Output[dsl.Dataset],
+    test: dsl.Output[dsl.Dataset],
+    feature_spec: dsl.Output[dsl.Artifact],
+) -> dict:
+    """Seeded (stratified for classification) train/test split and the feature transformer spec.
+
+    Args:
+        dataset: The validated rows.
+        schema: The schema document from validate.
+        test_size: Fraction of rows held out for evaluation.
+        seed: Random seed of the split.
+        encoding: Categorical encoding: auto, onehot or ordinal.
+
+    Returns:
+        train_rows and test_rows.
+    """
+    from keel.preprocess import run
+
+    return run(dataset.path, schema.path, test_size, seed, encoding, train.path, test.path,
+               feature_spec.path)

@@ -1,0 +1,27 @@
+from kfp import dsl
+
+from keel.images import image
+
+
+@dsl.component(base_image=image("validate"), install_kfp_package=False)
+def validate(
+    snapshot: dsl.Input[dsl.Dataset],
+    target: str,
+    task: str,
+    dataset: dsl.Output[dsl.Dataset],
+    schema: dsl.Output[dsl.Artifact],
+    report: dsl.Output[dsl.Markdown],
+) -> str:
+    """Infer the schema, drop rows with a missing target, exclude unusable columns, report.
+
+    Args:
+        snapshot: The ingested Parquet snapshot.
+        target: Name of the column to predict.
+        task: auto, classification or regression.
+
+    Returns:
+        The task that was decided (classification or regression).
+    """
+    from keel.validate import run
+
+    return run(snapshot.path, target, task, dataset.path, schema.path, report.path)["task"]

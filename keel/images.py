@@ -1,0 +1,21 @@
+"""The one source of image names: ``<registry>/<stage>:<package version>``, never ``latest``.
+
+Set KEEL_IMAGE_REGISTRY when compiling for a cluster whose images live in your own registry;
+``make images`` builds them locally under the default, ``localhost/keel``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from keel import __version__
+
+STAGES = ("ingest", "validate", "preprocess", "train", "evaluate", "register")
+DEFAULT_REGISTRY = "localhost/keel"
+
+
+def image(stage: str) -> str:
+    if stage not in STAGES and stage != "base":
+        raise ValueError(f"Unknown stage {stage!r}; stages are {', '.join(STAGES)}.")
+    registry = os.environ.get("KEEL_IMAGE_REGISTRY", DEFAULT_REGISTRY).rstrip("/")
+    return f"{registry}/{stage}:{__version__}"

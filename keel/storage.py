@@ -1,0 +1,301 @@
+"""One place that knows local folders and ``gs://`` URIs.
+
+A :class:`Store` is a flat key space under a root (a folder, or ``gs://bucket/prefix``). It offers
+exactly the primitives the registry needs to never lose or half-write anything:
+
+- ``create``: create-only write (exclusive hard link locally, ``if_generation_match=0`` on GCS), so
+  two writers can never both create the same key and nothing is silently overwritten;
+- ``read_document`` / ``swap_document``: compare-and-swap of a small JSON document through a
+  generation token (a counter under ``flock`` locally, the object generation on GCS).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from keel.errors import KeelError, ParameterError, RegistryConflict
+
+
+class ObjectNotFound(KeelError):
+    """A key or URI that should exist does not."""
+
+    stage = "storage"
+
+
+def is_gcs(uri: str) -> bool:
+    return uri.startswith("gs://")
+
+
+def split_gcs(uri: str) -> tuple[str, str]:
+    """``gs://bucket/a/b`` -> ``("bucket", "a/b")``."""
+    rest = uri[len("gs://") :]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise ParameterError(f"A gs:// URI must name a bucket, like gs://bucket/prefix. Got {uri!r}.")
+    return bucket, prefix.strip("/")
+
+
+_client = None
+
+
+def gcs_client():
+    """A shared client; honours STORAGE_EMULATOR_HOST (anonymous credentials) like gcloud does."""
+    global _client
+    if _client is None:
+        from google.cloud import storage
+
+        _client = storage.Client()
+    return _client
+
+
+def open_store(uri: str) -> Store:
+    if is_gcs(uri):
+        return GCSStore(uri)
+    if "://" in uri:
+        raise ParameterError(
+            f"The store must be a local folder or a gs://bucket/prefix URI. Got {uri!r}."
+        )
+    return LocalStore(uri)
+
+
+def open_binary(uri: str) -> IO[bytes]:
+    """Open a source file (local path or ``gs://``) for streaming reads."""
+    if is_gcs(uri):
+        from google.api_core.exceptions import NotFound
+
+        bucket, name = split_gcs(uri)
+        blob = gcs_client().bucket(bucket).blob(name)
+        try:
+            blob.reload()
+        except NotFound:
+            raise ObjectNotFound(f"{uri} does not exist.") from None
+        return blob.open("rb")
+    path = Path(uri)
+    if not path.is_file():
+        raise ObjectNotFound(f"{uri} does not exist or is not a file.")
+    return path.open("rb")
+
+
+class Store:
+    """Key/value access to a registry root. Keys use ``/`` separators."""
+
+    uri: str
+
+    def url(self, key: str) -> str:
+        return f"{self.uri.rstrip('/')}/{key}"
+
+    def read_bytes(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys below ``prefix`` (recursively), sorted."""
+        raise NotImplementedError
+
+    def create(self, key: str, data: bytes) -> None:
+        """Write ``key`` only if it does not exist yet; else raise :class:`RegistryConflict`."""
+        raise NotImplementedError
+
+    def create_from_file(self, key: str, path: str | os.PathLike) -> None:
+        raise NotImplementedError
+
+    def download(self, key: str, path: str | os.PathLike) -> None:
+        raise NotImplementedError
+
+    def read_document(self, key: str) -> tuple[dict[str, Any] | None, int]:
+        """The JSON document at ``key`` and its generation token (``(None, 0)`` when absent)."""
+        raise NotImplementedError
+
+    def swap_document(self, key: str, doc: dict[str, Any], generation: int) -> None:
+        """Replace the document only if its generation is still ``generation`` (0: absent)."""
+        raise NotImplementedError
+
+    def read_json(self, key: str) -> Any:
+        return json.loads(self.read_bytes(key))
+
+    def create_json(self, key: str, doc: Any) -> None:
+        self.create(key, dump_json(doc))
+
+
+def dump_json(doc: Any) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+
+class LocalStore(Store):
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser().absolute()
+        self.uri = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFound(f"{self.url(key)} does not exist.") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return []
+        keys = [
+            p.relative_to(self.root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        ]
+        return sorted(keys)
+
+    @contextlib.contextmanager
+    def _staged(self, key: str) -> Iterator[Path]:
+        """A temporary file beside ``key`` (same filesystem, so link/rename are atomic)."""
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        os.close(fd)
+        try:
+            yield Path(tmp)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def _link_exclusive(self, tmp: Path, key: str) -> None:
+        try:
+            os.link(tmp, self._path(key))
+        except FileExistsError:
+            raise RegistryConflict(
+                f"{self.url(key)} already exists; it was created by another writer and is "
+                "never overwritten."
+            ) from None
+
+    def create(self, key: str, data: bytes) -> None:
+        with self._staged(key) as tmp:
+            tmp.write_bytes(data)
+            self._link_exclusive(tmp, key)
+
+    def create_from_file(self, key: str, path: str | os.PathLike) -> None:
+        with self._staged(key) as tmp:
+            shutil.copyfile(path, tmp)
+            self._link_exclusive(tmp, key)
+
+    def download(self, key: str, path: str | os.PathLike) -> None:
+        try:
+            shutil.copyfile(self._path(key), path)
+        except FileNotFoundError:
+            raise ObjectNotFound(f"{self.url(key)} does not exist.") from None
+
+    def read_document(self, key: str) -> tuple[dict[str, Any] | None, int]:
+        try:
+            doc = json.loads(self._path(key).read_bytes())
+        except FileNotFoundError:
+            return None, 0
+        return doc, int(doc["generation"])
+
+    def swap_document(self, key: str, doc: dict[str, Any], generation: int) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lock = target.parent / f".{target.name}.lock"
+        with open(lock, "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            _, current = self.read_document(key)
+            if current != generation:
+                raise RegistryConflict(
+                    f"{self.url(key)} changed while this run was working "
+                    f"(expected generation {generation}, found {current})."
+                )
+            with self._staged(key) as tmp:
+                tmp.write_bytes(dump_json({**doc, "generation": generation + 1}))
+                os.replace(tmp, target)
+
+
+class GCSStore(Store):
+    def __init__(self, uri: str):
+        self.bucket_name, self.prefix = split_gcs(uri)
+        self.uri = f"gs://{self.bucket_name}" + (f"/{self.prefix}" if self.prefix else "")
+        self.bucket = gcs_client().bucket(self.bucket_name)
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _blob(self, key: str):
+        return self.bucket.blob(self._name(key))
+
+    @contextlib.contextmanager
+    def _translate(self, key: str) -> Iterator[None]:
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        try:
+            yield
+        except PreconditionFailed:
+            raise RegistryConflict(
+                f"{self.url(key)} was changed or created by another writer first; "
+                "nothing was overwritten."
+            ) from None
+        except NotFound:
+            raise ObjectNotFound(f"{self.url(key)} does not exist.") from None
+
+    def read_bytes(self, key: str) -> bytes:
+        with self._translate(key):
+            return self._blob(key).download_as_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self._blob(key).exists()
+
+    def list(self, prefix: str) -> list[str]:
+        full = self._name(prefix).rstrip("/") + "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        with self._translate(prefix):
+            return sorted(b.name[strip:] for b in self.bucket.list_blobs(prefix=full))
+
+    def create(self, key: str, data: bytes) -> None:
+        with self._translate(key):
+            self._blob(key).upload_from_string(data, if_generation_match=0)
+
+    def create_from_file(self, key: str, path: str | os.PathLike) -> None:
+        with self._translate(key):
+            self._blob(key).upload_from_filename(str(path), if_generation_match=0)
+
+    def download(self, key: str, path: str | os.PathLike) -> None:
+        with self._translate(key):
+            self._blob(key).download_to_filename(str(path))
+
+    def read_document(self, key: str) -> tuple[dict[str, Any] | None, int]:
+        from google.api_core.exceptions import NotFound
+
+        blob = self._blob(key)
+        try:
+            data = blob.download_as_bytes()
+        except NotFound:
+            return None, 0
+        return json.loads(data), int(blob.generation)
+
+    def swap_document(self, key: str, doc: dict[str, Any], generation: int) -> None:
+        previous, _ = self.read_document(key) if generation else (None, 0)
+        counter = int(previous["generation"]) + 1 if previous else 1
+        with self._translate(key):
+            self._blob(key).upload_from_string(
+                dump_json({**doc, "generation": counter}),
+                content_type="application/json",
+                if_generation_match=generation,
+            )
+
+
+def write_json_file(path: str | os.PathLike, doc: Any) -> None:
+    Path(path).write_bytes(dump_json(doc))
+
+
+def read_json_file(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_bytes())

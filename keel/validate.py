@@ -1,0 +1,228 @@
+"""Validate: infer the schema (column kinds and roles), check the table is usable, report.
+
+Blocking problems raise (the run stops before anything is registered); repairable ones are
+repaired and reported: rows with a missing target are dropped and counted, and columns that
+cannot be features (identifiers, free text, constant or empty columns, dates) are excluded with
+the reason written next to them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from keel.errors import DataValidationError, ParameterError, SchemaError, reports_errors
+from keel.storage import write_json_file
+
+TASKS = ("auto", "classification", "regression")
+# An integer-valued numeric target with at most this many distinct values is a class label.
+MAX_CLASSES_FOR_NUMERIC_TARGET = 20
+# A string column with more distinct values than this (and than half its rows) is free text.
+MAX_CATEGORIES = 50
+
+
+@dataclass
+class ColumnInfo:
+    name: str
+    dtype: str
+    kind: str  # numeric | categorical | text | identifier | datetime | empty | constant
+    role: str  # feature | target | excluded
+    missing: int
+    unique: int
+    reason: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> JSON-ready Python values."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _kind(series: pd.Series, rows: int) -> tuple[str, str]:
+    """The column's kind, and why it cannot be a feature ('' when it can)."""
+    non_null = series.dropna()
+    unique = non_null.nunique()
+    if non_null.empty:
+        return "empty", "every value is missing"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime", "date/time columns are not turned into features yet"
+    if unique == 1:
+        return "constant", f"it has a single value ({_plain(non_null.iloc[0])!r})"
+    if pd.api.types.is_bool_dtype(series):
+        return "categorical", ""
+    if pd.api.types.is_numeric_dtype(series):
+        is_int = pd.api.types.is_integer_dtype(series)
+        if is_int and unique == rows and rows > MAX_CATEGORIES:
+            ordered = non_null.sort_values().to_numpy()
+            if (ordered[1:] - ordered[:-1] == 1).all():
+                return "identifier", "it numbers the rows (unique, consecutive integers)"
+        return "numeric", ""
+    if unique == rows and rows > 1:
+        return "identifier", "it is unique for every row (an identifier or name)"
+    if unique > MAX_CATEGORIES and unique > rows / 2:
+        return "text", (
+            f"it looks like free text ({unique} distinct values in {rows} rows); "
+            "text features are not supported yet"
+        )
+    return "categorical", ""
+
+
+def _stats(series: pd.Series, kind: str) -> dict[str, Any]:
+    if kind == "numeric":
+        described = series.describe()
+        return {k: _plain(described[k]) for k in ("mean", "std", "min", "max") if k in described}
+    if kind == "categorical":
+        top = series.value_counts().head(5)
+        return {"top": {str(k): int(v) for k, v in top.items()}}
+    return {}
+
+
+def infer_task(target: pd.Series, task: str) -> str:
+    if task not in TASKS:
+        raise ParameterError(
+            f"The 'task' parameter must be one of {', '.join(TASKS)}. Got {task!r}.",
+            stage="validate",
+        )
+    numeric = pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target)
+    if task == "regression" and not numeric:
+        raise SchemaError(
+            f"Regression needs a numeric target, but column {target.name!r} has type "
+            f"{target.dtype} (for example {target.iloc[0]!r}). Use --task classification."
+        )
+    if task != "auto":
+        return task
+    if not numeric:
+        return "classification"
+    integral = bool((target == target.round()).all())
+    if integral and target.nunique() <= MAX_CLASSES_FOR_NUMERIC_TARGET:
+        return "classification"
+    return "regression"
+
+
+def _check_classes(target: pd.Series) -> list[Any]:
+    counts = target.value_counts()
+    if len(counts) < 2:
+        raise DataValidationError(
+            f"Classification needs at least two classes in target {target.name!r}, but every "
+            f"row has {_plain(counts.index[0])!r}. Check the target column or the source data."
+        )
+    rare = counts[counts < 2]
+    if len(rare):
+        raise DataValidationError(
+            f"Every class of target {target.name!r} needs at least 2 rows for a stratified split; "
+            f"{', '.join(repr(_plain(c)) for c in rare.index)} has only 1."
+        )
+    return sorted((_plain(c) for c in counts.index), key=str)
+
+
+def schema_hash(columns: list[dict[str, Any]]) -> str:
+    canonical = json.dumps(
+        [(c["name"], c["dtype"], c["kind"], c["role"]) for c in columns], separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def validate(
+    snapshot_path: str, target: str, task: str, output_path: str
+) -> dict[str, Any]:
+    """Check the snapshot, write the usable rows to ``output_path``, return the schema document."""
+    frame = pq.read_table(snapshot_path).to_pandas()
+    names = list(frame.columns)
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise SchemaError(f"Column names must be unique; {duplicated} appear more than once.")
+    if target not in frame.columns:
+        shown = ", ".join(map(repr, names[:30])) + (" ..." if len(names) > 30 else "")
+        raise SchemaError(
+            f"The 'target' parameter must be a column of the input table. Got {target!r}; "
+            f"the columns are {shown}."
+        )
+    rows_in = len(frame)
+    if rows_in == 0:
+        raise DataValidationError("The table is empty: expected at least one row, got 0.")
+    missing_target = int(frame[target].isna().sum())
+    if missing_target == rows_in:
+        raise DataValidationError(f"Every value of target {target!r} is missing ({rows_in} rows).")
+    if missing_target:
+        frame = frame[frame[target].notna()].reset_index(drop=True)
+    rows = len(frame)
+    task = infer_task(frame[target], task)
+    classes = _check_classes(frame[target]) if task == "classification" else None
+
+    columns: list[ColumnInfo] = []
+    for name in frame.columns:
+        series = frame[name]
+        info = ColumnInfo(
+            name=name, dtype=str(series.dtype), kind="", role="feature",
+            missing=int(series.isna().sum()), unique=int(series.nunique()),
+        )
+        if name == target:
+            info.kind = "numeric" if task == "regression" else "categorical"
+            info.role = "target"
+        else:
+            info.kind, info.reason = _kind(series, rows)
+            info.role = "excluded" if info.reason else "feature"
+        info.stats = _stats(series, info.kind)
+        columns.append(info)
+
+    features = [c for c in columns if c.role == "feature"]
+    if not features:
+        excluded = "; ".join(f"{c.name}: {c.reason}" for c in columns if c.role == "excluded")
+        raise DataValidationError(
+            f"No column can be used as a feature besides target {target!r} ({excluded or 'none'})."
+        )
+    frame.to_parquet(output_path, index=False, compression="zstd")
+    column_docs = [c.__dict__ for c in columns]
+    return {
+        "target": target,
+        "task": task,
+        "classes": classes,
+        "rows_in": rows_in,
+        "rows_dropped_missing_target": missing_target,
+        "rows": rows,
+        "numeric_features": [c.name for c in features if c.kind == "numeric"],
+        "categorical_features": [c.name for c in features if c.kind == "categorical"],
+        "excluded": {c.name: c.reason for c in columns if c.role == "excluded"},
+        "columns": column_docs,
+        "schema_hash": schema_hash(column_docs),
+    }
+
+
+def report_markdown(schema: dict[str, Any]) -> str:
+    """The validation report shown in the Kubeflow dashboard."""
+    lines = [
+        f"# Validation report: target `{schema['target']}` ({schema['task']})",
+        "",
+        f"- rows read: {schema['rows_in']}",
+        f"- rows dropped because the target is missing: {schema['rows_dropped_missing_target']}",
+        f"- rows kept: {schema['rows']}",
+        f"- numeric features: {len(schema['numeric_features'])}, "
+        f"categorical features: {len(schema['categorical_features'])}, "
+        f"excluded columns: {len(schema['excluded'])}",
+        "",
+        "| column | type | kind | role | missing | distinct | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in schema["columns"]:
+        lines.append(
+            f"| {c['name']} | {c['dtype']} | {c['kind']} | {c['role']} | {c['missing']} "
+            f"| {c['unique']} | {c['reason']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@reports_errors
+def run(
+    snapshot_path: str, target: str, task: str, dataset_out: str, schema_out: str, report_out: str
+) -> dict[str, Any]:
+    """The validate stage: usable rows, schema document and Markdown report; returns the schema."""
+    schema = validate(snapshot_path, target, task, dataset_out)
+    write_json_file(schema_out, schema)
+    with open(report_out, "w") as f:
+        f.write(report_markdown(schema))
+    return schema

@@ -1,0 +1,1 @@
+"""Pipeline factories and their compiled specs (``pipelines/compiled/``)."""
