@@ -7,6 +7,7 @@ promotion reads only that record (DESIGN.md, "The evaluation gate").
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -101,12 +102,19 @@ def normalise_thresholds(
                 f"{', '.join(THRESHOLD_KEYS)}. Got {rules!r}.",
                 stage="evaluate",
             )
-        try:
-            result[metric] = {k: float(v) for k, v in rules.items()}
-        except (TypeError, ValueError):
-            raise ParameterError(
-                f"The thresholds of {metric!r} must be numbers. Got {rules!r}.", stage="evaluate"
-            ) from None
+        result[metric] = {}
+        for key, value in rules.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = math.nan
+            if isinstance(value, bool) or not math.isfinite(number):
+                raise ParameterError(
+                    f"The {key!r} threshold of {metric!r} must be a finite number. "
+                    f"Got {value!r}.",
+                    stage="evaluate",
+                )
+            result[metric][key] = number
     return result
 
 
@@ -155,7 +163,8 @@ def decide(
             continue
         if "min_relative_change" in rules:
             r = rules["min_relative_change"]
-            required = base * (1 + r) if higher else base * (1 - r)
+            # relative to the baseline's size, so a negative baseline (r2) still asks for better
+            required = base + abs(base) * r if higher else base - abs(base) * r
             passed = value >= required if higher else value <= required
             checks.append(_check(metric, "relative_change", value, required, passed, base, r))
         if "min_absolute_change" in rules:

@@ -93,7 +93,20 @@ def _row_hashes(batch: pa.RecordBatch) -> bytes:
     """One 64-bit value hash per row, independent of how the rows were batched or stored."""
     import pandas as pd
 
-    frame = batch.to_pandas()
+    # Integers and booleans convert to nullable pandas types whether or not this batch has a
+    # null: numpy conversion would turn them into float/object only in batches with a null,
+    # and the same value would hash differently depending on where the batches were cut.
+    def stable_dtype(arrow_type: pa.DataType):
+        if pa.types.is_boolean(arrow_type):
+            return pd.BooleanDtype()
+        if pa.types.is_integer(arrow_type):
+            name = str(arrow_type)  # int8 ... uint64 -> Int8 ... UInt64
+            return pd.api.types.pandas_dtype(
+                "UInt" + name[4:] if name.startswith("uint") else "Int" + name[3:]
+            )
+        return None
+
+    frame = batch.to_pandas(types_mapper=stable_dtype)
     return pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
 
 
@@ -111,6 +124,12 @@ def ingest(source: str, output_path: str, fmt: str = "auto") -> IngestResult:
     try:
         with stream:
             schema, batches = _open_reader(stream, fmt, source)
+            nested = [f"{f.name!r} ({f.type})" for f in schema if pa.types.is_nested(f.type)]
+            if nested:
+                raise SourceError(
+                    f"The source {source!r} has nested values in column(s) {', '.join(nested)}; "
+                    f"expected one flat value (number, string, boolean, date) per cell."
+                )
             digest.update("\x1f".join(schema.names).encode() + b"\x1e")
             with pq.ParquetWriter(output_path, schema, compression=SNAPSHOT_COMPRESSION) as writer:
                 for batch in batches:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from keel import __version__
-from keel.errors import reports_errors
+from keel.errors import RegistryConflict, reports_errors
 from keel.images import STAGES, image
 from keel.registry import MODEL_FILE, Registry
-from keel.storage import RegistryConflict, open_store, read_json_file
+from keel.storage import open_store, read_json_file
 
 GIT_COMMIT_ENV = "KEEL_GIT_COMMIT"  # baked into the images at build time
 IN_IMAGE_ENV = "KEEL_IMAGE"  # set by each stage image to its own reference

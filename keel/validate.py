@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +76,9 @@ def _kind(series: pd.Series, rows: int) -> tuple[str, str]:
 def _stats(series: pd.Series, kind: str) -> dict[str, Any]:
     if kind == "numeric":
         described = series.describe()
-        return {k: _plain(described[k]) for k in ("mean", "std", "min", "max") if k in described}
+        # inf or NaN (a column holding inf) would make the schema document invalid JSON
+        return {k: _plain(described[k]) if math.isfinite(described[k]) else None
+                for k in ("mean", "std", "min", "max") if k in described}
     if kind == "categorical":
         top = series.value_counts().head(5)
         return {"top": {str(k): int(v) for k, v in top.items()}}
@@ -92,7 +95,7 @@ def infer_task(target: pd.Series, task: str) -> str:
     if task == "regression" and not numeric:
         raise SchemaError(
             f"Regression needs a numeric target, but column {target.name!r} has type "
-            f"{target.dtype} (for example {target.iloc[0]!r}). Use --task classification."
+            f"{target.dtype} (for example {_plain(target.iloc[0])!r}). Use --task classification."
         )
     if task != "auto":
         return task
@@ -106,6 +109,7 @@ def infer_task(target: pd.Series, task: str) -> str:
 
 def _check_classes(target: pd.Series) -> list[Any]:
     counts = target.value_counts()
+    counts = counts[counts > 0]  # a categorical target also counts its unused categories
     if len(counts) < 2:
         raise DataValidationError(
             f"Classification needs at least two classes in target {target.name!r}, but every "
@@ -131,11 +135,11 @@ def validate(
     snapshot_path: str, target: str, task: str, output_path: str
 ) -> dict[str, Any]:
     """Check the snapshot, write the usable rows to ``output_path``, return the schema document."""
-    frame = pq.read_table(snapshot_path).to_pandas()
-    names = list(frame.columns)
+    names = pq.read_schema(snapshot_path).names  # before reading: pyarrow refuses duplicates
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise SchemaError(f"Column names must be unique; {duplicated} appear more than once.")
+    frame = pq.read_table(snapshot_path).to_pandas()
     if target not in frame.columns:
         shown = ", ".join(map(repr, names[:30])) + (" ..." if len(names) > 30 else "")
         raise SchemaError(
