@@ -32,6 +32,11 @@ def _features(spec: dict[str, Any]) -> list[str]:
 
 
 def score(model, test: pd.DataFrame, spec: dict[str, Any]) -> dict[str, float]:
+    """Task metrics on the test split; a metric undefined on these rows (NaN) is left out."""
+    return {k: v for k, v in _metrics(model, test, spec).items() if math.isfinite(v)}
+
+
+def _metrics(model, test: pd.DataFrame, spec: dict[str, Any]) -> dict[str, float]:
     from sklearn import metrics as m
 
     y = test[spec["target"]]
@@ -140,7 +145,8 @@ def decide(
         value = candidate.get(metric)
         if value is None:
             checks.append({**_check(metric, "available", None, None, False),
-                           "note": f"{metric} is not computed for this task"})
+                           "note": f"{metric} is not computed for this task or is undefined "
+                                   "on this test split"})
             continue
         higher = metric in HIGHER_IS_BETTER
         if "lower" in rules:
