@@ -12,12 +12,12 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(READY): pyproject.toml requirements.lock
+$(READY): pyproject.toml requirements.lock requirements-test.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
 	  { echo "Keel needs Python 3.11 (python3.11 with venv): set PYTHON=..."; exit 1; }
 	@$(PYTHON) -m venv $(VENV) || { echo "Install python3-venv (apt-get install python3-venv)"; exit 1; }
 	$(BIN)/pip install --quiet --disable-pip-version-check pip==26.3
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock -r requirements-test.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
@@ -36,9 +36,17 @@ lint: $(READY) ## ruff check and format check
 compile: $(READY) ## Regenerate pipelines/compiled/training.yaml
 	$(BIN)/keel compile
 
-lock: $(READY) ## Re-pin requirements.lock from the current environment
-	( echo '# Every package of the development environment, pinned (make lock regenerates it).'; \
-	  $(BIN)/pip freeze --exclude-editable ) > requirements.lock
+lock: ## Re-pin requirements.lock (runtime) and requirements-test.lock from pyproject.toml
+	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/pip install --quiet .
+	( echo '# Runtime packages of keel, pinned with everything they pull in: what the stage images install.'; \
+	  echo '# Regenerate with `make lock`.'; \
+	  $(VENV)-lock/bin/pip freeze | grep -v '^keel' ) > requirements.lock
+	$(VENV)-lock/bin/pip install --quiet '.[test]'
+	( echo '# Test and lint tools, pinned with what they pull in (on top of requirements.lock).'; \
+	  echo '# Regenerate with `make lock`.'; \
+	  $(VENV)-lock/bin/pip freeze | grep -v '^keel' | grep -vxF -f requirements.lock ) > requirements-test.lock
+	rm -rf $(VENV)-lock
 
 clean: ## Remove .venv and the local store
 	rm -rf $(VENV) $(STORE)

@@ -28,6 +28,9 @@ def evaluate(
         model_name: Registry name of the model.
         thresholds: Per metric: lower, upper, min_relative_change, min_absolute_change.
         override_reason: When set, promote whatever the checks say, recording this reason.
+        metrics: The candidate's metrics on the test split.
+        classification_metrics: Confusion matrix, and ROC curve for binary targets.
+        decision: JSON decision record: every check, the baseline, any override.
 
     Returns:
         Whether the candidate passed the gate.

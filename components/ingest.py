@@ -10,6 +10,7 @@ def ingest(source: str, snapshot: dsl.Output[dsl.Dataset], source_format: str = 
     Args:
         source: Path or gs:// URI of the table.
         source_format: auto (from the file name), csv, parquet or jsonl.
+        snapshot: The table as one zstd Parquet file (metadata: data_version, rows).
 
     Returns:
         JSON: source, format, data_version (sha256 of the rows), rows and columns.

@@ -22,6 +22,9 @@ def preprocess(
         test_size: Fraction of rows held out for evaluation.
         seed: Random seed of the split.
         encoding: Categorical encoding: auto, onehot or ordinal.
+        train: The training split.
+        test: The held-out split.
+        feature_spec: JSON spec of the feature transformer (columns and encoding).
 
     Returns:
         train_rows and test_rows.

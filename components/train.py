@@ -21,6 +21,8 @@ def train(
         estimator: linear, random_forest or hist_gradient_boosting.
         params: JSON object of hyperparameters for the scikit-learn estimator.
         seed: random_state of the estimator, unless params sets it.
+        model: Directory holding model.joblib, the fitted scikit-learn Pipeline.
+        record: JSON training record (estimator, parameters, rows, fit time).
 
     Returns:
         The training record: estimator class, parameters, rows, fit time.

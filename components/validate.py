@@ -18,6 +18,9 @@ def validate(
         snapshot: The ingested Parquet snapshot.
         target: Name of the column to predict.
         task: auto, classification or regression.
+        dataset: The usable rows (rows with a missing target dropped).
+        schema: JSON schema document: column kinds, roles, statistics, task, classes.
+        report: The validation report, shown in the dashboard.
 
     Returns:
         The task that was decided (classification or regression).

@@ -42,6 +42,15 @@ def git_commit() -> str:
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
+def stage_images() -> dict[str, str]:
+    """The stage images of this run: next to the image register runs in, else as compiled here."""
+    own = os.environ.get(IN_IMAGE_ENV, "")
+    if not own:
+        return {stage: image(stage) for stage in STAGES}
+    registry, tag = own.rsplit("/", 1)[0], own.rsplit(":", 1)[1]
+    return {stage: f"{registry}/{stage}:{tag}" for stage in STAGES}
+
+
 def environment() -> dict[str, Any]:
     import sklearn
 
@@ -50,7 +59,7 @@ def environment() -> dict[str, Any]:
         "git_commit": git_commit(),
         "python": platform.python_version(),
         "scikit_learn": sklearn.__version__,
-        "images": {stage: image(stage) for stage in STAGES},
+        "images": stage_images(),
         "ran_in_image": os.environ.get(IN_IMAGE_ENV, "") or None,
     }
 

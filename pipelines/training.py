@@ -52,7 +52,7 @@ def training_pipeline(
         override_reason: Promote regardless of the gate, recording this reason.
         source_format: auto (from the file name), csv, parquet or jsonl.
     """
-    ingested = ingest(source=source, source_format=source_format).set_display_name("ingest")
+    ingested = ingest(source=source, source_format=source_format)
     checked = validate(snapshot=ingested.outputs["snapshot"], target=target, task=task)
     split = preprocess(
         dataset=checked.outputs["dataset"], schema=checked.outputs["schema"],

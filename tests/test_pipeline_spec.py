@@ -1,0 +1,213 @@
+"""The compiled pipeline spec: fresh, loadable, one pinned image per stage, the intended DAG.
+
+These read ``pipelines/compiled/training.yaml`` (what users upload) and compare it with what the
+code compiles to, so a change to a component or the pipeline that was not recompiled fails here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kfp import components
+
+import keel
+from keel import images
+from keel.pipelines.training import training_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+COMMITTED = REPO / "pipelines" / "compiled" / "training.yaml"
+REQUIRED_INPUTS = {"source", "target", "store"}
+
+# task -> the tasks whose outputs it reads. evaluate and register also read validate's schema
+# (and register preprocess's feature spec), so those are edges too.
+EXPECTED_UPSTREAM = {
+    "ingest": set(),
+    "validate": {"ingest"},
+    "preprocess": {"validate"},
+    "train": {"preprocess"},
+    "evaluate": {"train", "preprocess", "validate"},
+    "register": {"evaluate", "train", "ingest", "preprocess", "validate"},
+}
+
+# (task, input) -> (producer task, producer output): the artifacts that carry the lineage.
+EXPECTED_WIRING = {
+    ("validate", "snapshot"): ("ingest", "snapshot"),
+    ("preprocess", "dataset"): ("validate", "dataset"),
+    ("preprocess", "schema"): ("validate", "schema"),
+    ("train", "train"): ("preprocess", "train"),
+    ("train", "feature_spec"): ("preprocess", "feature_spec"),
+    ("evaluate", "model"): ("train", "model"),
+    ("evaluate", "test"): ("preprocess", "test"),
+    ("evaluate", "feature_spec"): ("preprocess", "feature_spec"),
+    ("evaluate", "schema"): ("validate", "schema"),
+    ("register", "model"): ("train", "model"),
+    ("register", "snapshot"): ("ingest", "snapshot"),
+    ("register", "record"): ("train", "record"),
+    ("register", "decision"): ("evaluate", "decision"),
+    ("register", "ingest_info"): ("ingest", "Output"),
+}
+
+
+def compile_in_subprocess(path: Path) -> None:
+    """Compile in a fresh interpreter: image names are read when the components are imported,
+    so only a new process sees the current KEEL_IMAGE_REGISTRY."""
+    code = "import sys; from keel.pipelines import training; training.compile_pipeline(sys.argv[1])"
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(path)], cwd=REPO, env=dict(os.environ),
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, f"Compiling the pipeline failed:\n{result.stderr}"
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    return yaml.safe_load(COMMITTED.read_text())
+
+
+def tasks(spec: dict[str, Any]) -> dict[str, Any]:
+    return spec["root"]["dag"]["tasks"]
+
+
+def container_of(spec: dict[str, Any], task: str) -> dict[str, Any]:
+    component = spec["components"][tasks(spec)[task]["componentRef"]["name"]]
+    return spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
+
+
+def test_committed_spec_is_what_the_code_compiles_to(tmp_path, monkeypatch):
+    monkeypatch.delenv("KEEL_IMAGE_REGISTRY", raising=False)
+    fresh = tmp_path / "training.yaml"
+    compile_in_subprocess(fresh)
+    assert fresh.read_text() == COMMITTED.read_text(), (
+        f"{COMMITTED.relative_to(REPO)} is stale: it differs from what keel.pipelines.training "
+        "compiles to. Run `make compile` (with KEEL_IMAGE_REGISTRY unset) and commit the result."
+    )
+
+
+def test_committed_spec_loads_as_a_component():
+    component = components.load_component_from_file(str(COMMITTED))
+    assert component.name == "keel-training"
+    assert set(component.component_spec.inputs) == set(
+        inspect.signature(training_pipeline.pipeline_func).parameters
+    )
+
+
+def test_the_dag_has_exactly_the_six_stages(spec):
+    assert set(tasks(spec)) == set(images.STAGES)
+
+
+@pytest.mark.parametrize("stage", images.STAGES)
+def test_each_stage_runs_in_its_own_pinned_image(spec, stage, monkeypatch):
+    monkeypatch.delenv("KEEL_IMAGE_REGISTRY", raising=False)
+    image = container_of(spec, stage)["image"]
+    assert image == images.image(stage)
+    assert image.endswith(f":{keel.__version__}")
+
+
+def test_stage_images_are_distinct_and_never_latest(spec):
+    used = [container_of(spec, stage)["image"] for stage in images.STAGES]
+    assert len(set(used)) == len(used), f"Two stages share an image: {used}"
+    for image in used:
+        assert ":" in image.rsplit("/", 1)[-1], f"{image} has no tag"
+        assert not image.endswith(":latest"), f"{image} uses the latest tag"
+
+
+@pytest.mark.parametrize("stage", images.STAGES)
+def test_nothing_is_pip_installed_when_a_task_starts(spec, stage):
+    container = container_of(spec, stage)
+    text = "\n".join(container.get("command", []) + container.get("args", []))
+    for forbidden in ("pip install", "pip3 install", "ensurepip"):
+        assert forbidden not in text, f"The {stage} task runs `{forbidden}` at start"
+    assert "python3 -m kfp.dsl.executor_main" in text  # the images' venv must provide kfp
+
+
+@pytest.mark.parametrize("task", sorted(EXPECTED_UPSTREAM))
+def test_dag_edges(spec, task):
+    node = tasks(spec)[task]
+    producers = set()
+    inputs = node.get("inputs", {})
+    for kind, key in (("artifacts", "taskOutputArtifact"), ("parameters", "taskOutputParameter")):
+        for source in inputs.get(kind, {}).values():
+            if key in source:
+                producers.add(source[key]["producerTask"])
+    assert set(node.get("dependentTasks", [])) == EXPECTED_UPSTREAM[task]
+    assert producers == EXPECTED_UPSTREAM[task]
+
+
+@pytest.mark.parametrize(("consumer", "producer"), EXPECTED_WIRING.items(), ids=lambda x: ".".join(x))
+def test_artifact_wiring(spec, consumer, producer):
+    task, name = consumer
+    inputs = tasks(spec)[task]["inputs"]
+    source = {**inputs.get("artifacts", {}), **inputs.get("parameters", {})}[name]
+    ref = source.get("taskOutputArtifact") or source.get("taskOutputParameter")
+    assert ref is not None, f"{task}.{name} is not read from another task: {source}"
+    key = ref.get("outputArtifactKey") or ref.get("outputParameterKey")
+    assert (ref["producerTask"], key) == producer
+
+
+def test_register_records_the_run_id(spec):
+    run_id = tasks(spec)["register"]["inputs"]["parameters"]["run_id"]
+    assert run_id == {"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}
+
+
+def test_pipeline_inputs_are_described_and_only_the_data_has_no_default(spec):
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    signature = inspect.signature(training_pipeline.pipeline_func).parameters
+    assert set(parameters) == set(signature)
+    for name, definition in parameters.items():
+        assert definition.get("description", "").strip(), f"Pipeline input {name!r} has no description"
+        if name in REQUIRED_INPUTS:
+            assert "defaultValue" not in definition, f"{name!r} must be required"
+            assert not definition.get("isOptional", False)
+        else:
+            assert definition.get("isOptional") is True, f"{name!r} should have a default"
+            assert definition["defaultValue"] == signature[name].default
+
+
+def test_component_inputs_are_described(spec):
+    for name, component in spec["components"].items():
+        for kind in ("artifacts", "parameters"):
+            for input_name, definition in component["inputDefinitions"].get(kind, {}).items():
+                assert definition.get("description", "").strip(), (
+                    f"{name} input {input_name!r} has no description: add it to the docstring's Args"
+                )
+
+
+def test_image_names_follow_keel_image_registry(monkeypatch):
+    monkeypatch.delenv("KEEL_IMAGE_REGISTRY", raising=False)
+    assert images.image("train") == f"localhost/keel/train:{keel.__version__}"
+    assert images.image("base") == f"localhost/keel/base:{keel.__version__}"
+    monkeypatch.setenv("KEEL_IMAGE_REGISTRY", "europe-docker.pkg.dev/my-project/keel/")
+    assert images.image("train") == f"europe-docker.pkg.dev/my-project/keel/train:{keel.__version__}"
+    with pytest.raises(ValueError, match="Unknown stage 'training'"):
+        images.image("training")
+
+
+def test_compiling_with_keel_image_registry_changes_every_image(tmp_path, monkeypatch):
+    registry = "europe-docker.pkg.dev/my-project/keel"
+    monkeypatch.setenv("KEEL_IMAGE_REGISTRY", registry)
+    path = tmp_path / "training.yaml"
+    compile_in_subprocess(path)
+    executors = yaml.safe_load(path.read_text())["deploymentSpec"]["executors"]
+    used = {executor["container"]["image"] for executor in executors.values()}
+    assert used == {f"{registry}/{stage}:{keel.__version__}" for stage in images.STAGES}
+
+
+@pytest.mark.parametrize("stage", images.STAGES)
+def test_components_readme_documents_every_input_and_output(stage):
+    from keel import components as keel_components
+
+    readme = (REPO / "components" / "README.md").read_text()
+    sections = dict(re.findall(r"^## (\w+)\n(.*?)(?=^## |\Z)", readme, flags=re.M | re.S))
+    assert stage in sections, f"components/README.md has no '## {stage}' section"
+    rows = set(re.findall(r"^\| `(\w+)` \|", sections[stage], flags=re.M))
+    spec = getattr(keel_components, stage).component_spec
+    expected = set(spec.inputs or {}) | set(spec.outputs or {})
+    assert rows == expected, f"components/README.md, {stage}: the tables do not match the signature"
