@@ -111,7 +111,8 @@ class Registry:
             raise IntegrityError(
                 f"{self.store.url(self._version_key(version, name))} has sha256 {actual}, but its "
                 f"manifest recorded {expected['sha256']}; the file was changed after registration "
-                "and will not be loaded."
+                "and will not be loaded. Restore it from a backup, or move production to another "
+                "version with `keel models rollback --to N`."
             )
         return dest
 
@@ -185,10 +186,15 @@ class Registry:
         if current.version is None:
             raise RegistryError(f"Model {self.model!r} has no production version to roll back.")
         if to is None:
-            earlier = {
-                e["to"] for e in self.events()
-                if e["alias"] == PRODUCTION and e["to"] < current.version
-            }
+            ever, rolled_back = set(), set()
+            for event in self.events():
+                if event["alias"] != PRODUCTION:
+                    continue
+                ever.add(event["to"])
+                rolled_back.discard(event["to"])
+                if event["action"] == "rollback" and (event["from"] or 0) > event["to"]:
+                    rolled_back.add(event["from"])  # rolled back away from: not a target
+            earlier = {v for v in ever - rolled_back if v < current.version}
             if not earlier:
                 raise RegistryError(
                     f"Model {self.model!r} has no production version before {current.version}; "

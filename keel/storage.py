@@ -11,6 +11,7 @@ exactly the primitives the registry needs to never lose or half-write anything:
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import fcntl
 import json
@@ -84,7 +85,7 @@ def open_binary(uri: str) -> IO[bytes]:
     return path.open("rb")
 
 
-class Store:
+class Store(abc.ABC):
     """Key/value access to a registry root. Keys use ``/`` separators."""
 
     uri: str
@@ -92,33 +93,37 @@ class Store:
     def url(self, key: str) -> str:
         return f"{self.uri.rstrip('/')}/{key}"
 
+    @abc.abstractmethod
     def read_bytes(self, key: str) -> bytes:
-        raise NotImplementedError
+        """The content of ``key``; :class:`ObjectNotFound` when absent."""
 
+    @abc.abstractmethod
     def exists(self, key: str) -> bool:
-        raise NotImplementedError
+        """Whether ``key`` exists."""
 
+    @abc.abstractmethod
     def list(self, prefix: str) -> list[str]:
         """Keys below ``prefix`` (recursively), sorted."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def create(self, key: str, data: bytes) -> None:
         """Write ``key`` only if it does not exist yet; else raise :class:`RegistryConflict`."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def create_from_file(self, key: str, path: str | os.PathLike) -> None:
-        raise NotImplementedError
+        """:meth:`create` from a local file, streamed."""
 
+    @abc.abstractmethod
     def download(self, key: str, path: str | os.PathLike) -> None:
-        raise NotImplementedError
+        """Copy ``key`` to a local file; :class:`ObjectNotFound` when absent."""
 
+    @abc.abstractmethod
     def read_document(self, key: str) -> tuple[dict[str, Any] | None, int]:
         """The JSON document at ``key`` and its generation token (``(None, 0)`` when absent)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def swap_document(self, key: str, doc: dict[str, Any], generation: int) -> None:
         """Replace the document only if its generation is still ``generation`` (0: absent)."""
-        raise NotImplementedError
 
     def read_json(self, key: str) -> Any:
         return json.loads(self.read_bytes(key))
@@ -255,7 +260,8 @@ class GCSStore(Store):
         return self._blob(key).exists()
 
     def list(self, prefix: str) -> list[str]:
-        full = self._name(prefix).rstrip("/") + "/"
+        full = self._name(prefix.strip("/")).rstrip("/")
+        full = f"{full}/" if full else ""  # a store at the bucket root lists the whole bucket
         strip = len(self.prefix) + 1 if self.prefix else 0
         with self._translate(prefix):
             return sorted(b.name[strip:] for b in self.bucket.list_blobs(prefix=full))

@@ -1,0 +1,357 @@
+"""keel.registry on a local folder and on gs:// (fake-gcs-server): versions, integrity, aliases.
+
+The concurrency tests use real processes (spawned), because LocalStore relies on flock and on
+exclusive hard links, which threads of one process would not exercise the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import queue
+import time
+from pathlib import Path
+
+import pytest
+
+import keel.storage
+from keel.errors import IntegrityError, ParameterError, RegistryConflict, RegistryError
+from keel.registry import MODEL_FILE, Registry
+from keel.storage import LocalStore, open_store
+
+MODEL = "credit"
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _fit(labels: list[int]):
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.arange(20, dtype=float).reshape(10, 2)
+    return LogisticRegression().fit(x, labels)
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory) -> dict[str, Path]:
+    """Two tiny fitted LogisticRegressions saved with joblib, plus a schema file."""
+    import joblib
+
+    folder = tmp_path_factory.mktemp("models")
+    files = {}
+    for name, labels in {"good": [0] * 5 + [1] * 5, "other": [1] * 5 + [0] * 5}.items():
+        files[name] = folder / f"{name}.joblib"
+        joblib.dump(_fit(labels), files[name])
+    files["schema"] = folder / "schema.json"
+    files["schema"].write_text('{"columns": ["a", "b"]}\n')
+    return files
+
+
+def publish(registry: Registry, model_files, **manifest) -> int:
+    return registry.publish(
+        {MODEL_FILE: model_files["good"], "schema.json": model_files["schema"]},
+        {"metrics": {"roc_auc": 0.9}, **manifest},
+    )
+
+
+def promote(registry: Registry, version: int, action: str = "promote") -> dict:
+    return registry.move_alias(version, expected_generation=registry.alias().generation,
+                               action=action, reason=f"test {action} {version}")
+
+
+def overwrite(store, key: str, data: bytes) -> None:
+    """Replace an object behind the registry's back (what tampering or bit rot would do)."""
+    if isinstance(store, LocalStore):
+        (store.root / key).write_bytes(data)
+    else:
+        store.bucket.blob(store._name(key)).upload_from_string(data)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def registry(store_uri) -> Registry:
+    return Registry(open_store(store_uri), MODEL)
+
+
+# -- versions --------------------------------------------------------------------------------------
+def test_model_name_is_checked(tmp_path):
+    with pytest.raises(ParameterError, match="'Bad Name'"):
+        Registry(LocalStore(tmp_path), "Bad Name")
+
+
+def test_publish_numbers_versions_from_one(registry, model_files):
+    assert registry.versions() == []
+    assert [publish(registry, model_files) for _ in range(3)] == [1, 2, 3]
+    assert registry.versions() == [1, 2, 3]
+    manifest = registry.manifest(2)
+    assert manifest["model"] == MODEL and manifest["version"] == 2
+    assert manifest["metrics"] == {"roc_auc": 0.9}
+    assert manifest["registered_at"]
+
+
+def test_manifest_records_the_sha256_of_every_file(registry, model_files):
+    version = publish(registry, model_files)
+    files = registry.manifest(version)["files"]
+    assert files == {
+        MODEL_FILE: {"sha256": sha256(model_files["good"].read_bytes())},
+        "schema.json": {"sha256": sha256(model_files["schema"].read_bytes())},
+    }
+    for name in files:  # and the stored objects are those bytes
+        stored = registry.store.read_bytes(f"registry/{MODEL}/versions/{version}/{name}")
+        assert sha256(stored) == files[name]["sha256"]
+
+
+def test_a_version_without_manifest_is_invisible_and_its_number_is_skipped(registry, model_files):
+    assert publish(registry, model_files) == 1
+    # A run that crashed after uploading its model but before its manifest (the commit point).
+    registry.store.create(f"registry/{MODEL}/versions/2/{MODEL_FILE}", b"half written")
+    assert registry.versions() == [1]
+    with pytest.raises(RegistryError, match="no version 2.*Versions: 1"):
+        registry.manifest(2)
+    with pytest.raises(RegistryError, match="no version 2"):
+        promote(registry, 2)
+    assert registry.alias().version is None
+    assert publish(registry, model_files) == 3
+    assert registry.versions() == [1, 3]
+    assert registry.store.read_bytes(f"registry/{MODEL}/versions/2/{MODEL_FILE}") == b"half written"
+
+
+def test_publish_retries_when_its_listing_was_stale(registry, model_files):
+    """Another run claimed the number between our listing and our create: take the next one."""
+    assert publish(registry, model_files) == 1
+    real_list = registry.store.list
+    calls = []
+
+    def stale_list(prefix):
+        calls.append(prefix)
+        return [] if len(calls) == 1 else real_list(prefix)  # the first listing misses version 1
+
+    registry.store.list = stale_list
+    assert publish(registry, model_files, note="second") == 2
+    assert len(calls) >= 2
+    registry.store.list = real_list
+    assert registry.manifest(1).get("note") is None  # version 1 untouched
+    assert registry.manifest(2)["note"] == "second"
+
+
+def test_load_model_returns_the_fitted_model(registry, model_files):
+    import numpy as np
+
+    version = publish(registry, model_files)
+    model = registry.load_model(version)
+    x = np.arange(20, dtype=float).reshape(10, 2)
+    assert model.predict(x).tolist() == _fit([0] * 5 + [1] * 5).predict(x).tolist()
+
+
+def test_tampered_model_is_refused(registry, model_files, tmp_path):
+    version = publish(registry, model_files)
+    key = f"registry/{MODEL}/versions/{version}/{MODEL_FILE}"
+    # A perfectly loadable model, but not the registered one: only the sha256 check can tell.
+    tampered = model_files["other"].read_bytes()
+    overwrite(registry.store, key, tampered)
+
+    with pytest.raises(IntegrityError) as info:
+        registry.load_model(version)
+    message = str(info.value)
+    assert message.startswith("[registry] ")
+    assert registry.store.url(key) in message
+    assert sha256(tampered) in message
+    assert sha256(model_files["good"].read_bytes()) in message
+    assert "changed after registration" in message and "will not be loaded" in message
+
+    dest = tmp_path / "copy.joblib"
+    with pytest.raises(IntegrityError):
+        registry.download_verified(version, MODEL_FILE, dest)
+    assert not dest.exists()  # the unverified bytes are not left behind
+    # An intact file of the same version still downloads.
+    assert registry.download_verified(version, "schema.json", tmp_path / "s.json").read_bytes() == (
+        model_files["schema"].read_bytes())
+    with pytest.raises(RegistryError, match="no file 'nope'"):
+        registry.download_verified(version, "nope", tmp_path / "nope")
+
+
+# -- aliases and events ----------------------------------------------------------------------------
+def test_each_alias_move_writes_one_event(registry, model_files):
+    v1, v2 = publish(registry, model_files), publish(registry, model_files)
+    assert registry.alias().version is None and registry.alias().generation == 0
+    event = promote(registry, v1)
+    assert event["from"] is None and event["to"] == v1 and event["action"] == "promote"
+    assert registry.alias().version == v1
+    assert registry.alias().doc["generation"] == 1
+    promote(registry, v2)
+    events = registry.events()
+    assert [(e["action"], e["from"], e["to"]) for e in events] == [
+        ("promote", None, v1), ("promote", v1, v2)]
+    assert events[1]["reason"] == f"test promote {v2}" and events[1]["alias"] == "production"
+    assert registry.alias().doc["generation"] == 2
+
+
+def test_move_alias_with_a_stale_generation_is_refused(registry, model_files):
+    v1, v2, v3 = (publish(registry, model_files) for _ in range(3))
+    promote(registry, v1)
+    read_by_this_run = registry.alias().generation
+    promote(registry, v2)  # another run promoted in between
+    with pytest.raises(RegistryConflict) as info:
+        registry.move_alias(v3, expected_generation=read_by_this_run, action="promote",
+                            reason="better")
+    message = str(info.value)
+    assert "moved by another run" in message
+    assert f"now points at version {v2}" in message
+    assert f"version {v3} was registered but not promoted" in message
+    assert registry.alias().version == v2
+    assert len(registry.events()) == 2  # no event for the refused move
+
+
+def test_rollback_goes_to_the_newest_earlier_production_version(registry, model_files):
+    for _ in range(4):
+        publish(registry, model_files)
+    promote(registry, 1)
+    promote(registry, 2)  # version 3 is registered but never promoted (rejected by the gate)
+    promote(registry, 4)
+
+    event = registry.rollback()
+    assert (event["action"], event["from"], event["to"]) == ("rollback", 4, 2)
+    assert event["reason"] == "rollback from version 4"
+    assert registry.alias().version == 2
+    assert registry.rollback(reason="bad model")["to"] == 1
+    assert registry.events()[-1]["reason"] == "bad model"
+    with pytest.raises(RegistryError, match="no production version before 1.*--to N"):
+        registry.rollback()
+    assert registry.alias().version == 1
+
+    assert registry.rollback(to=3)["to"] == 3  # any complete version can be named
+    assert registry.alias().version == 3
+    with pytest.raises(RegistryError, match="already in production"):
+        registry.rollback(to=3)
+    with pytest.raises(RegistryError, match="no version 9"):
+        registry.rollback(to=9)
+    assert registry.alias().version == 3
+    assert [e["action"] for e in registry.events()] == ["promote"] * 3 + ["rollback"] * 3
+
+
+def test_rollback_skips_a_version_that_was_rolled_back_away_from(registry, model_files):
+    for _ in range(4):
+        publish(registry, model_files)
+    promote(registry, 1)
+    promote(registry, 2)
+    promote(registry, 3)
+    assert registry.rollback()["to"] == 2  # 3 was bad
+    promote(registry, 4)
+    assert registry.rollback()["to"] == 2  # not back to the bad 3
+    assert registry.rollback(to=3)["to"] == 3  # named explicitly, 3 is fine again
+    assert registry.rollback()["to"] == 2
+
+
+def test_rollback_needs_an_earlier_production_version(registry, model_files):
+    publish(registry, model_files)
+    with pytest.raises(RegistryError, match="no production version to roll back"):
+        registry.rollback()
+    promote(registry, 1)
+    with pytest.raises(RegistryError, match="no production version before 1"):
+        registry.rollback()
+    assert registry.alias().version == 1
+    assert len(registry.events()) == 1
+
+
+# -- concurrency (real processes) ------------------------------------------------------------------
+PUBLISHES_PER_WORKER = 3
+
+
+def _slowed(store, method: str, seconds: float):
+    """Widen the window between reading and writing, so that the workers really overlap."""
+    real = getattr(store, method)
+
+    def slow(*args, **kwargs):
+        result = real(*args, **kwargs)
+        time.sleep(seconds)
+        return result
+
+    setattr(store, method, slow)
+    return store
+
+
+def _publish_worker(store_uri, writer, model_path, barrier, results) -> None:
+    keel.storage._client = None  # a fresh client in this process
+    registry = Registry(_slowed(open_store(store_uri), "list", 0.05), MODEL)
+    barrier.wait(timeout=60)
+    versions = []
+    for i in range(PUBLISHES_PER_WORKER):
+        versions.append(registry.publish({MODEL_FILE: model_path}, {"writer": writer, "n": i}))
+    results.put((writer, versions))
+
+
+def _promote_worker(store_uri, writer, version, generation, barrier, results) -> None:
+    keel.storage._client = None
+    registry = Registry(_slowed(open_store(store_uri), "read_document", 0.2), MODEL)
+    barrier.wait(timeout=60)
+    try:
+        registry.move_alias(version, expected_generation=generation, action="promote",
+                            reason=writer)
+        results.put((writer, "won"))
+    except RegistryConflict as exc:
+        results.put((writer, f"conflict: {exc}"))
+
+
+def _run_processes(target, argsets) -> list:
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(len(argsets)), ctx.Queue()
+    processes = [ctx.Process(target=target, args=(*args, barrier, results)) for args in argsets]
+    for p in processes:
+        p.start()
+    out = []
+    try:
+        for _ in processes:
+            out.append(results.get(timeout=90))
+    except queue.Empty:
+        pytest.fail("a worker process did not report (see its stderr above)")
+    finally:
+        for p in processes:
+            p.join(timeout=30)
+    assert [p.exitcode for p in processes] == [0] * len(processes)
+    return out
+
+
+def test_concurrent_publishers_get_distinct_versions(store_uri, tmp_path):
+    writers = ["w0", "w1", "w2"]
+    paths = {}
+    for w in writers:  # each writer uploads its own bytes, so an overwrite would show
+        paths[w] = tmp_path / f"{w}.joblib"
+        paths[w].write_bytes(f"model of {w}".encode() * 100)
+    results = dict(_run_processes(_publish_worker, [(store_uri, w, str(paths[w])) for w in writers]))
+
+    claimed = [v for versions in results.values() for v in versions]
+    total = len(writers) * PUBLISHES_PER_WORKER
+    assert sorted(claimed) == list(range(1, total + 1))
+    registry = Registry(open_store(store_uri), MODEL)
+    assert registry.versions() == list(range(1, total + 1))
+    for writer, versions in results.items():
+        for version in versions:
+            manifest = registry.manifest(version)
+            assert manifest["writer"] == writer
+            data = registry.store.read_bytes(f"registry/{MODEL}/versions/{version}/{MODEL_FILE}")
+            assert data == paths[writer].read_bytes()
+            assert sha256(data) == manifest["files"][MODEL_FILE]["sha256"]
+
+
+def test_concurrent_promotions_from_the_same_generation_one_wins(store_uri, model_files):
+    registry = Registry(open_store(store_uri), MODEL)
+    for _ in range(3):
+        publish(registry, model_files)
+    promote(registry, 1)
+    generation = registry.alias().generation  # both runs evaluated against version 1
+
+    results = dict(_run_processes(
+        _promote_worker, [(store_uri, "run-a", 2, generation), (store_uri, "run-b", 3, generation)]))
+    winners = [w for w, outcome in results.items() if outcome == "won"]
+    assert len(winners) == 1, results
+    loser = "run-b" if winners == ["run-a"] else "run-a"
+    winning_version = 2 if winners == ["run-a"] else 3
+    assert results[loser].startswith("conflict: [registry] ")
+    assert f"now points at version {winning_version}" in results[loser]
+
+    alias = registry.alias()
+    assert alias.version == winning_version and alias.doc["reason"] == winners[0]
+    assert alias.doc["generation"] == 2
+    assert [(e["from"], e["to"]) for e in registry.events()] == [(None, 1), (1, winning_version)]
