@@ -52,7 +52,9 @@ def training_pipeline(
         override_reason: Promote regardless of the gate, recording this reason.
         source_format: auto (from the file name), csv, parquet or jsonl.
     """
-    ingested = ingest(source=source, source_format=source_format)
+    # Never cached: the same source URI holds new rows every week, evaluate reads the registry's
+    # current production model, and register writes to the store.
+    ingested = ingest(source=source, source_format=source_format).set_caching_options(False)
     checked = validate(snapshot=ingested.outputs["snapshot"], target=target, task=task)
     split = preprocess(
         dataset=checked.outputs["dataset"], schema=checked.outputs["schema"],
@@ -67,14 +69,14 @@ def training_pipeline(
         feature_spec=split.outputs["feature_spec"], schema=checked.outputs["schema"],
         store=store, model_name=model_name, thresholds=thresholds,
         override_reason=override_reason,
-    )
+    ).set_caching_options(False)
     registered = register(
         store=store, model_name=model_name, model=fitted.outputs["model"],
         snapshot=ingested.outputs["snapshot"], schema=checked.outputs["schema"],
         feature_spec=split.outputs["feature_spec"], record=fitted.outputs["record"],
         decision=scored.outputs["decision"], ingest_info=ingested.outputs["Output"],
         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-    )
+    ).set_caching_options(False)
     return registered.output
 
 

@@ -211,3 +211,13 @@ def test_components_readme_documents_every_input_and_output(stage):
     spec = getattr(keel_components, stage).component_spec
     expected = set(spec.inputs or {}) | set(spec.outputs or {})
     assert rows == expected, f"components/README.md, {stage}: the tables do not match the signature"
+
+
+@pytest.mark.parametrize("task", ["ingest", "evaluate", "register"])
+def test_tasks_that_read_fresh_state_or_write_the_store_are_never_cached(spec, task):
+    # KFP caches by default: a cached ingest would replay last week's rows from the same URI.
+    assert tasks(spec)[task].get("cachingOptions", {}).get("enableCache", False) is False
+
+
+def test_pure_tasks_keep_caching(spec):
+    assert tasks(spec)["train"]["cachingOptions"]["enableCache"] is True
