@@ -10,7 +10,7 @@ import functools
 import json
 import os
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -70,30 +70,43 @@ ERROR_FILE_ENV = "KEEL_ERROR_FILE"
 
 
 def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Let a stage entry point hand its KeelError to the process that launched it.
+    """Let a stage entry point hand its error to the process that launched it.
 
     A stage runs in a subprocess (kfp.local) or a pod; when KEEL_ERROR_FILE is set, the error's
     class, stage and message are written there as JSON before it propagates, so ``keel run``
-    can print one readable line instead of a subprocess traceback.
+    can print one readable line instead of a subprocess traceback. Errors that are not a
+    KeelError (bugs, or cases Keel does not handle yet) are reported as unexpected, under the
+    stage module's name.
     """
+    module_stage = func.__module__.rpartition(".")[2]
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except KeelError as exc:
+        except Exception as exc:
             path = os.environ.get(ERROR_FILE_ENV)
             if path:
+                expected = isinstance(exc, KeelError)
+                message = exc.args[0] if expected and exc.args else str(exc)
                 with open(path, "w") as f:
-                    json.dump({"type": type(exc).__name__, "stage": exc.stage,
-                               "message": exc.args[0]}, f)
+                    json.dump({"type": type(exc).__name__,
+                               "stage": exc.stage if expected else module_stage,
+                               "message": message, "unexpected": not expected}, f)
             raise
 
     return wrapper
 
 
-def from_report(report: dict[str, str]) -> KeelError:
+def from_report(report: dict[str, Any], log: str = "") -> KeelError:
     """Rebuild the error a stage reported through KEEL_ERROR_FILE."""
+    if report.get("unexpected"):
+        where = f"; the traceback is in {log}" if log else ""
+        return KeelError(
+            f"unexpected {report['type']}: {report['message']} (a bug in Keel, or a case it does "
+            f"not handle yet{where})",
+            stage=report["stage"],
+        )
     cls = next((c for c in _all_subclasses(KeelError) if c.__name__ == report["type"]), KeelError)
     return cls(report["message"], stage=report["stage"])
 

@@ -114,6 +114,11 @@ def _row_hashes(batch: pa.RecordBatch) -> bytes:
 def ingest(source: str, output_path: str, fmt: str = "auto") -> IngestResult:
     """Stream ``source`` into a zstd Parquet file at ``output_path`` and compute its data version."""
     fmt = detect_format(source, fmt)
+    if fmt == "parquet" and source.lower().endswith(".gz"):
+        raise SourceError(
+            f"The source {source!r} is a gzipped Parquet file, which cannot be read in a stream: "
+            "Parquet compresses its own pages, so store it uncompressed (gunzip it)."
+        )
     try:
         stream = open_binary(source)
     except ObjectNotFound as exc:

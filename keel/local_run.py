@@ -88,7 +88,7 @@ def run_training(
             except RuntimeError as exc:
                 report = Path(error_file).read_text()
                 if report:
-                    raise from_report(json.loads(report)) from None
+                    raise from_report(json.loads(report), log=str(log_path)) from None
                 raise KeelError(
                     f"The pipeline failed ({exc}); the full log is {log_path}", stage="run"
                 ) from None

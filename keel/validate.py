@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -124,6 +125,23 @@ def _check_classes(target: pd.Series) -> list[Any]:
     return sorted((_plain(c) for c in counts.index), key=str)
 
 
+def _infinite_to_missing(frame: pd.DataFrame) -> dict[str, int]:
+    """Turn +/-inf into missing values (in place), counted per column for the report.
+
+    scikit-learn refuses infinite inputs; as missing values they are imputed (linear) or routed
+    by the trees like any other gap, and a target that is infinite drops its row.
+    """
+    counts = {}
+    for name in frame.columns:
+        series = frame[name]
+        if pd.api.types.is_float_dtype(series):
+            infinite = np.isinf(series.to_numpy(dtype=float, na_value=np.nan))
+            if infinite.any():
+                counts[name] = int(infinite.sum())
+                frame.loc[infinite, name] = np.nan
+    return counts
+
+
 def schema_hash(columns: list[dict[str, Any]]) -> str:
     canonical = json.dumps(
         [(c["name"], c["dtype"], c["kind"], c["role"]) for c in columns], separators=(",", ":")
@@ -149,6 +167,7 @@ def validate(
     rows_in = len(frame)
     if rows_in == 0:
         raise DataValidationError("The table is empty: expected at least one row, got 0.")
+    infinite = _infinite_to_missing(frame)
     missing_target = int(frame[target].isna().sum())
     if missing_target == rows_in:
         raise DataValidationError(f"Every value of target {target!r} is missing ({rows_in} rows).")
@@ -189,6 +208,7 @@ def validate(
         "rows_in": rows_in,
         "rows_dropped_missing_target": missing_target,
         "rows": rows,
+        "infinite_values": infinite,
         "numeric_features": [c.name for c in features if c.kind == "numeric"],
         "categorical_features": [c.name for c in features if c.kind == "categorical"],
         "excluded": {c.name: c.reason for c in columns if c.role == "excluded"},
@@ -204,6 +224,8 @@ def report_markdown(schema: dict[str, Any]) -> str:
         "",
         f"- rows read: {schema['rows_in']}",
         f"- rows dropped because the target is missing: {schema['rows_dropped_missing_target']}",
+        "- infinite values read as missing: "
+        + (", ".join(f"{k} ({v})" for k, v in schema["infinite_values"].items()) or "none"),
         f"- rows kept: {schema['rows']}",
         f"- numeric features: {len(schema['numeric_features'])}, "
         f"categorical features: {len(schema['categorical_features'])}, "
@@ -213,10 +235,8 @@ def report_markdown(schema: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for c in schema["columns"]:
-        lines.append(
-            f"| {c['name']} | {c['dtype']} | {c['kind']} | {c['role']} | {c['missing']} "
-            f"| {c['unique']} | {c['reason']} |"
-        )
+        cells = [c[k] for k in ("name", "dtype", "kind", "role", "missing", "unique", "reason")]
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in cells) + " |")
     return "\n".join(lines) + "\n"
 
 

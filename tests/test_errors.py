@@ -75,7 +75,8 @@ def test_reports_errors_writes_the_error_file_and_reraises(tmp_path, monkeypatch
     assert str(caught.value) == "[validate] The 'target' parameter must be a column. Got 'price'."
     assert json.loads(path.read_text()) == {
         "type": "SchemaError", "stage": "validate",
-        "message": "The 'target' parameter must be a column. Got 'price'."}
+        "message": "The 'target' parameter must be a column. Got 'price'.",
+        "unexpected": False}
 
 
 def test_reports_errors_records_an_overridden_stage(tmp_path, monkeypatch):
@@ -100,12 +101,18 @@ def test_reports_errors_without_the_variable_writes_nothing(tmp_path, monkeypatc
     assert list(tmp_path.iterdir()) == []
 
 
-def test_reports_errors_leaves_bugs_alone(tmp_path, monkeypatch):
+def test_reports_errors_reports_bugs_as_unexpected_and_reraises_them(tmp_path, monkeypatch):
     path = tmp_path / "error.json"
     monkeypatch.setenv(ERROR_FILE_ENV, str(path))
     with pytest.raises(ZeroDivisionError):
         stage_entry("bug")
-    assert not path.exists()
+    report = json.loads(path.read_text())
+    assert report["unexpected"] is True and report["type"] == "ZeroDivisionError"
+    assert report["stage"] == "test_errors"  # the stage module's name
+    rebuilt = from_report(report, log="/tmp/run.log")
+    assert type(rebuilt) is KeelError
+    assert str(rebuilt).startswith("[test_errors] unexpected ZeroDivisionError: division by zero")
+    assert "/tmp/run.log" in str(rebuilt)
 
 
 def test_reports_errors_passes_results_and_keeps_the_signature(tmp_path, monkeypatch):

@@ -274,3 +274,15 @@ def test_nested_json_values_are_a_source_error_naming_the_column(tmp_path):
     message = str(caught.value)
     assert message.startswith("[ingest] ")
     assert "'tags'" in message and "nested" in message and "'id'" not in message
+
+
+def test_gzipped_parquet_is_a_source_error_saying_to_decompress(tmp_path):
+    plain = tmp_path / "t.parquet"
+    pd.DataFrame({"a": [1, 2]}).to_parquet(plain)
+    source = tmp_path / "t.parquet.gz"
+    source.write_bytes(gzip.compress(plain.read_bytes()))
+    with pytest.raises(SourceError) as caught:
+        ingest(str(source), str(tmp_path / "out.parquet"))
+    assert str(caught.value).startswith("[ingest] ")
+    assert "gzipped Parquet" in str(caught.value) and "gunzip" in str(caught.value)
+    assert not (tmp_path / "out.parquet").exists()

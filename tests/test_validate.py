@@ -274,12 +274,30 @@ def test_bool_and_missing_values_in_features(tmp_path):
     assert column(schema, "amount")["missing"] == 15
 
 
-@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
-def test_infinite_values_keep_the_schema_valid_json(tmp_path):
-    schema = check(tmp_path, table(ratio=[1.0, np.inf, 2.0, 3.0] * (ROWS // 4)))
-    stats = column(schema, "ratio")["stats"]
-    assert stats["min"] == 1.0 and stats["max"] is None and stats["mean"] is None
+def test_infinite_values_are_read_as_missing_and_counted(tmp_path):
+    schema = check(tmp_path, table(ratio=[1.0, np.inf, 2.0, -np.inf] * (ROWS // 4)))
+    assert schema["infinite_values"] == {"ratio": ROWS // 2}
+    ratio = column(schema, "ratio")
+    assert ratio["missing"] == ROWS // 2 and ratio["role"] == "feature"
+    assert ratio["stats"]["min"] == 1.0 and ratio["stats"]["max"] == 2.0
     json.dumps(schema, allow_nan=False)
+    written = pd.read_parquet(tmp_path / "valid.parquet")["ratio"]
+    assert written.isna().sum() == ROWS // 2 and not np.isinf(written).any()
+    assert "infinite values read as missing: ratio (" in report_markdown(schema)
+
+
+def test_an_infinite_regression_target_drops_its_row(tmp_path):
+    price = np.linspace(1.0, 99.0, ROWS)
+    price[3] = np.inf
+    schema = check(tmp_path, table(price=price), target="price")
+    assert schema["task"] == "regression"
+    assert schema["rows_dropped_missing_target"] == 1 and schema["rows"] == ROWS - 1
+
+
+def test_report_escapes_pipes_in_column_names(tmp_path):
+    schema = check(tmp_path, table(**{"a|b": np.arange(ROWS) % 7}))
+    row = next(line for line in report_markdown(schema).splitlines() if line.startswith("| a"))
+    assert row.startswith("| a\\|b | ") and row.count(" | ") == 6
 
 
 def test_no_usable_feature_is_a_data_validation_error_with_the_reasons(tmp_path):
