@@ -8,6 +8,7 @@ promotion reads only that record (DESIGN.md, "The evaluation gate").
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,52 +32,70 @@ def _features(spec: dict[str, Any]) -> list[str]:
     return spec["numeric"] + spec["categorical"]
 
 
-def score(model, test: pd.DataFrame, spec: dict[str, Any]) -> dict[str, float]:
-    """Task metrics on the test split; a metric undefined on these rows (NaN) is left out."""
-    return {k: v for k, v in _metrics(model, test, spec).items() if math.isfinite(v)}
+@dataclass(frozen=True)
+class Predictions:
+    """One pass of a model over the test split, shared by the metrics and the curves."""
+
+    y: pd.Series
+    pred: np.ndarray
+    proba: np.ndarray | None = None
+    classes: list[Any] = field(default_factory=list)
 
 
-def _metrics(model, test: pd.DataFrame, spec: dict[str, Any]) -> dict[str, float]:
-    from sklearn import metrics as m
-
-    y = test[spec["target"]]
-    x = test[_features(spec)]
+def predict(model, test: pd.DataFrame, spec: dict[str, Any]) -> Predictions:
+    x, y = test[_features(spec)], test[spec["target"]]
     if spec["task"] == "regression":
-        pred = model.predict(x)
-        return {
-            "rmse": float(m.root_mean_squared_error(y, pred)),
-            "mae": float(m.mean_absolute_error(y, pred)),
-            "r2": float(m.r2_score(y, pred)),
-        }
-    pred = model.predict(x)
+        return Predictions(y, model.predict(x))
+    # A scikit-learn classifier's predict is the argmax of predict_proba: compute it once.
     proba = model.predict_proba(x)
     classes = list(model.classes_)
-    result = {
-        "accuracy": float(m.accuracy_score(y, pred)),
-        "balanced_accuracy": float(m.balanced_accuracy_score(y, pred)),
-        "f1_macro": float(m.f1_score(y, pred, average="macro")),
-        "log_loss": float(m.log_loss(y, proba, labels=classes)),
-    }
-    if len(classes) == 2:
-        result["roc_auc"] = float(m.roc_auc_score(y, proba[:, 1]))
-    elif y.nunique() == len(classes):
-        result["roc_auc"] = float(m.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
-    return result
+    return Predictions(y, np.asarray(model.classes_)[proba.argmax(axis=1)], proba, classes)
+
+
+def score(model, test: pd.DataFrame, spec: dict[str, Any]) -> dict[str, float]:
+    return metrics_of(predict(model, test, spec))
+
+
+def metrics_of(p: Predictions) -> dict[str, float]:
+    """Task metrics on the test split; a metric undefined on these rows (NaN) is left out."""
+    from sklearn import metrics as m
+
+    if p.proba is None:
+        result = {
+            "rmse": float(m.root_mean_squared_error(p.y, p.pred)),
+            "mae": float(m.mean_absolute_error(p.y, p.pred)),
+            "r2": float(m.r2_score(p.y, p.pred)),
+        }
+    else:
+        result = {
+            "accuracy": float(m.accuracy_score(p.y, p.pred)),
+            "balanced_accuracy": float(m.balanced_accuracy_score(p.y, p.pred)),
+            "f1_macro": float(m.f1_score(p.y, p.pred, average="macro")),
+            "log_loss": float(m.log_loss(p.y, p.proba, labels=p.classes)),
+        }
+        if len(p.classes) == 2:
+            result["roc_auc"] = float(m.roc_auc_score(p.y, p.proba[:, 1]))
+        elif p.y.nunique() == len(p.classes):
+            result["roc_auc"] = float(
+                m.roc_auc_score(p.y, p.proba, multi_class="ovr", labels=p.classes)
+            )
+    return {k: v for k, v in result.items() if math.isfinite(v)}
 
 
 def classification_curves(model, test: pd.DataFrame, spec: dict[str, Any]) -> dict[str, Any]:
+    return curves_of(predict(model, test, spec))
+
+
+def curves_of(p: Predictions) -> dict[str, Any]:
     """Confusion matrix (and ROC for binary) in the shape KFP's ClassificationMetrics logs."""
     from sklearn.metrics import confusion_matrix, roc_curve
 
-    y = test[spec["target"]]
-    x = test[_features(spec)]
-    classes = list(model.classes_)
     result: dict[str, Any] = {
-        "labels": [str(c) for c in classes],
-        "confusion_matrix": confusion_matrix(y, model.predict(x), labels=classes).tolist(),
+        "labels": [str(c) for c in p.classes],
+        "confusion_matrix": confusion_matrix(p.y, p.pred, labels=p.classes).tolist(),
     }
-    if len(classes) == 2:
-        fpr, tpr, thresholds = roc_curve(y, model.predict_proba(x)[:, 1], pos_label=classes[1])
+    if len(p.classes) == 2:
+        fpr, tpr, thresholds = roc_curve(p.y, p.proba[:, 1], pos_label=p.classes[1])
         keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), 200)).astype(int))
         result["roc"] = {
             "fpr": fpr[keep].tolist(),
@@ -224,11 +243,11 @@ def run(
     spec, schema = read_json_file(spec_path), read_json_file(schema_path)
     rules = normalise_thresholds(thresholds, schema)
     test = pd.read_parquet(test_path)
-    candidate = joblib.load(model_path)
-    metrics = score(candidate, test, spec)
+    predictions = predict(joblib.load(model_path), test, spec)
+    metrics = metrics_of(predictions)
     baseline = score_baseline(Registry(open_store(store), model), test, spec)
     decision = {**decide(metrics, baseline, rules, override_reason), "metrics": metrics,
                 "test_rows": len(test)}
     write_json_file(decision_out, decision)
-    curves = classification_curves(candidate, test, spec) if spec["task"] != "regression" else None
+    curves = curves_of(predictions) if predictions.proba is not None else None
     return {"metrics": metrics, "curves": curves, "decision": decision}

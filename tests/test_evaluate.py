@@ -17,6 +17,7 @@ from keel.evaluate import (
     classification_curves,
     decide,
     normalise_thresholds,
+    predict,
     primary_metric,
     score,
     score_baseline,
@@ -437,3 +438,18 @@ def test_an_integrity_failure_of_the_baseline_is_raised():
 
     with pytest.raises(IntegrityError):
         score_baseline(FakeRegistry(4, tampered), frame([3.0, 5.0]), spec("regression"))
+
+
+@pytest.mark.parametrize("estimator", ["linear", "random_forest", "hist_gradient_boosting"])
+def test_predictions_from_probabilities_equal_the_estimators_predict(estimator):
+    from keel.preprocess import feature_spec
+    from keel.train import train
+
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame({"x": rng.normal(size=300), "c": rng.choice(["a", "b", "c"], 300)})
+    data["y"] = np.where(data.x + (data.c == "a") > 0.3, "hi", np.where(data.x < -0.5, "lo", "mid"))
+    schema = {"target": "y", "task": "classification", "numeric_features": ["x"],
+              "categorical_features": ["c"]}
+    model, _ = train(data, feature_spec(schema), estimator, {}, seed=0)
+    predictions = predict(model, data, feature_spec(schema))
+    assert (predictions.pred == model.predict(data[["x", "c"]])).all()
