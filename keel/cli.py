@@ -74,25 +74,15 @@ def parse_thresholds(items: tuple[str, ...]) -> dict[str, dict[str, float]]:
 
 def preflight(store: str, model: str, estimator: str, thresholds: dict) -> None:
     """Check what can be checked before any stage starts (the stages check again)."""
-    from keel.evaluate import THRESHOLD_KEYS
+    from keel.evaluate import check_thresholds
     from keel.registry import check_model_name
     from keel.storage import open_store
-    from keel.train import ESTIMATORS
+    from keel.train import check_estimator
 
     check_model_name(model)
     open_store(store)
-    if estimator not in ESTIMATORS:
-        raise ParameterError(
-            f"The 'estimator' parameter must be one of {', '.join(ESTIMATORS)}. "
-            f"Got {estimator!r}.", stage="train",
-        )
-    for metric, rules in thresholds.items():
-        unknown = set(rules) - set(THRESHOLD_KEYS)
-        if unknown:
-            raise ParameterError(
-                f"Threshold rules for {metric!r} must be among {', '.join(THRESHOLD_KEYS)}. "
-                f"Got {', '.join(sorted(unknown))}.", stage="run",
-            )
+    check_estimator(estimator)
+    check_thresholds(thresholds)
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -156,9 +146,13 @@ def run(source, target, task, model_name, store, estimator, params, thresholds, 
         encoding, source_format, override_reason, work_dir, as_json, debug) -> None:
     """Run the training pipeline locally (kfp.local) and print its summary."""
     from keel.local_run import run_training
+    from keel.storage import is_gcs
     from keel.train import parse_params
 
     model_name = model_name or default_model_name(source)
+    # Stages run in other processes (and folders): hand them absolute local paths.
+    source, store = (uri if is_gcs(uri) else str(Path(uri).expanduser().absolute())
+                     for uri in (source, store))
     rules = parse_thresholds(thresholds)
     preflight(store, model_name, estimator, rules)
     arguments = {

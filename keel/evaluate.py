@@ -108,9 +108,14 @@ def curves_of(p: Predictions) -> dict[str, Any]:
 def normalise_thresholds(
     thresholds: dict[str, Any], schema: dict[str, Any]
 ) -> dict[str, dict[str, float]]:
-    """Check the user's thresholds; none given means "no worse than production" on the primary."""
+    """The gate's rules; none given means "no worse than production" on the primary metric."""
     if not thresholds:
         return {primary_metric(schema): {"min_absolute_change": 0.0}}
+    return check_thresholds(thresholds)
+
+
+def check_thresholds(thresholds: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Known metrics, known rules, finite numbers; returned as floats."""
     known = HIGHER_IS_BETTER | LOWER_IS_BETTER
     result = {}
     for metric, rules in thresholds.items():

@@ -35,13 +35,18 @@ DEFAULT_PARAMS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-def estimator_class(estimator: str, task: str) -> type:
+def check_estimator(estimator: str) -> str:
     if estimator not in ESTIMATORS:
         raise ParameterError(
             f"The 'estimator' parameter of train must be one of {', '.join(ESTIMATORS)}. "
             f"Got {estimator!r}.",
             stage="train",
         )
+    return estimator
+
+
+def estimator_class(estimator: str, task: str) -> type:
+    check_estimator(estimator)
     module, _, name = ESTIMATORS[estimator][task].rpartition(".")
     return getattr(import_module(module), name)
 

@@ -15,10 +15,10 @@ SAMPLE = REPO / "data" / "credit.csv"
 KEEL = str(Path(sys.executable).with_name("keel"))
 
 
-def keel(*args: str, work_dir: Path) -> subprocess.CompletedProcess:
+def keel(*args: str, work_dir: Path, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run(
         [KEEL, *args, *(["--work-dir", str(work_dir)] if args[0] == "run" else [])],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
+        capture_output=True, text=True, timeout=300, cwd=cwd,
     )
 
 
@@ -192,9 +192,12 @@ def test_imbalanced_binary_and_free_text_name_column(tmp_path):
 
 @pytest.mark.e2e
 def test_human_summary_shows_progress_and_decision(tmp_path):
-    result = keel("run", "--source", str(SAMPLE), "--target", "Status", "--store",
-                  str(tmp_path / "store"), "--estimator", "linear", work_dir=tmp_path / "work")
+    (tmp_path / "credit.csv").write_bytes(SAMPLE.read_bytes())
+    # Relative paths, as a user types them: the stages run in other processes.
+    result = keel("run", "--source", "credit.csv", "--target", "Status", "--store", "store",
+                  "--estimator", "linear", work_dir=tmp_path / "work", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert (tmp_path / "store" / "registry" / "credit" / "versions" / "1" / "manifest.json").is_file()
     for stage in ("ingest", "validate", "preprocess", "train", "evaluate", "register"):
         assert f"{stage}" in result.stderr and "success" in result.stderr
     assert "Model 'credit' version 1: PROMOTED (production is version 1)" in result.stdout
@@ -264,6 +267,10 @@ def test_bad_threshold_and_model_name_fail_before_any_stage(tmp_path):
     result = keel("run", "--source", str(SAMPLE), "--target", "Status", "--store",
                   str(tmp_path / "s"), "--threshold", "roc_auc=0.7", work_dir=tmp_path / "w")
     assert result.returncode == 1 and "METRIC.RULE=NUMBER" in result.stderr
+    result = keel("run", "--source", str(SAMPLE), "--target", "Status", "--store",
+                  str(tmp_path / "s"), "--threshold", "auc.lower=0.7", work_dir=tmp_path / "w")
+    assert result.returncode == 1 and "unknown metric 'auc'" in result.stderr
+    assert "roc_auc" in result.stderr
     result = keel("run", "--source", str(SAMPLE), "--target", "Status", "--store",
                   str(tmp_path / "s"), "--model", "Bad Name", work_dir=tmp_path / "w")
     assert result.returncode == 1 and "'model' parameter" in result.stderr
