@@ -7,7 +7,7 @@ READY := $(VENV)/.ready
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint compile lock clean
+.PHONY: help venv run test lint compile images lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ lint: $(READY) ## ruff check and format check
 
 compile: $(READY) ## Regenerate pipelines/compiled/training.yaml
 	$(BIN)/keel compile
+
+images: $(READY) ## Build the base and stage images with podman (see images/README.md)
+	PYTHON=$(abspath $(BIN))/python images/build.sh
 
 lock: ## Re-pin requirements.lock (runtime) and requirements-test.lock from pyproject.toml
 	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock

@@ -69,7 +69,7 @@ image_exists() {
 }
 image_exists "$DEBIAN_IMAGE" || die "the Debian base image $DEBIAN_IMAGE is missing.
 Make it once (as root), as images/README.md explains:
-  debootstrap --variant=minbase bookworm /tmp/rootfs http://deb.debian.org/debian
+  debootstrap --variant=minbase bookworm /tmp/rootfs
   tar -C /tmp/rootfs -c . | podman import - $DEBIAN_IMAGE
 or set DEBIAN_IMAGE to a Debian bookworm image you already have."
 
