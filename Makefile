@@ -30,7 +30,7 @@ test: $(READY) ## Run lint and the whole test suite (starts its own GCS emulator
 	$(BIN)/ruff check .
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
-lint: $(READY) ## ruff check and format check
+lint: $(READY) ## ruff check (style, imports, the no-kfp-in-stage-logic rule)
 	$(BIN)/ruff check .
 
 compile: $(READY) ## Regenerate pipelines/compiled/training.yaml

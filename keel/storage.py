@@ -51,9 +51,18 @@ def gcs_client():
     """A shared client; honours STORAGE_EMULATOR_HOST (anonymous credentials) like gcloud does."""
     global _client
     if _client is None:
+        from google.auth.exceptions import DefaultCredentialsError
         from google.cloud import storage
 
-        _client = storage.Client()
+        try:
+            _client = storage.Client()
+        except DefaultCredentialsError as exc:
+            raise ParameterError(
+                "gs:// paths need Google Cloud credentials: run `gcloud auth "
+                "application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a service "
+                f"account key file. Got: {str(exc).splitlines()[0]}",
+                stage="storage",
+            ) from None
     return _client
 
 
@@ -240,10 +249,16 @@ class GCSStore(Store):
 
     @contextlib.contextmanager
     def _translate(self, key: str) -> Iterator[None]:
-        from google.api_core.exceptions import NotFound, PreconditionFailed
+        from google.api_core.exceptions import Forbidden, NotFound, PreconditionFailed
 
         try:
             yield
+        except Forbidden as exc:
+            raise ParameterError(
+                f"Access to {self.url(key)} was refused: the credentials in use need read and "
+                f"write access to bucket {self.bucket_name!r}. Got: {exc.message}",
+                stage="storage",
+            ) from None
         except PreconditionFailed:
             raise RegistryConflict(
                 f"{self.url(key)} was changed or created by another writer first; "

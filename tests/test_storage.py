@@ -181,3 +181,28 @@ def test_gcs_store_at_the_bucket_root(gcs_bucket):
     assert store.read_bytes("x/1.txt") == b"1"
     assert store.list("x") == ["x/1.txt"]
     assert store.list("") == ["x/1.txt", "y.txt"]
+
+
+def test_missing_credentials_are_one_clear_error(tmp_path, monkeypatch):
+    # A key file that does not exist fails inside google.auth at once, with no network lookup.
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "absent-key.json"))
+    monkeypatch.setattr(keel.storage, "_client", None)
+    with pytest.raises(ParameterError) as caught:
+        open_store("gs://bucket/prefix")
+    message = str(caught.value)
+    assert message.startswith("[storage] gs:// paths need Google Cloud credentials")
+    assert "absent-key.json" in message and "GOOGLE_APPLICATION_CREDENTIALS" in message
+
+
+@pytest.mark.gcs
+def test_refused_access_is_one_clear_error(gcs_bucket):
+    # The emulator has no permissions to refuse, so the refusal is raised where GCS would.
+    from google.api_core.exceptions import Forbidden
+
+    store = GCSStore(f"gs://{gcs_bucket}/p")
+    with pytest.raises(ParameterError) as caught, store._translate("registry/m/x.json"):
+        raise Forbidden("caller does not have storage.objects.create access")
+    message = str(caught.value)
+    assert f"gs://{gcs_bucket}/p/registry/m/x.json" in message
+    assert "storage.objects.create" in message and repr(gcs_bucket) in message
