@@ -130,12 +130,15 @@ def print_summary(summary: dict[str, Any]) -> None:
 @click.option("--threshold", "thresholds", multiple=True, metavar="METRIC.RULE=NUMBER",
               help="Gate rule (repeatable): RULE is lower, upper, min_relative_change or "
                    "min_absolute_change. Default: no worse than production on the primary metric.")
-@click.option("--test-size", default=0.2, show_default=True, type=float)
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--test-size", default=0.2, show_default=True, type=float,
+              help="Fraction of rows held out to evaluate the candidate and production.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of the split and the estimator: same data and seed, same model.")
 @click.option("--encoding", type=click.Choice(["auto", "onehot", "ordinal"]), default="auto",
-              show_default=True)
+              show_default=True,
+              help="Categorical encoding; auto is one-hot for linear, ordinal for trees.")
 @click.option("--format", "source_format", type=click.Choice(["auto", "csv", "parquet", "jsonl"]),
-              default="auto", show_default=True)
+              default="auto", show_default=True, help="Source format; auto reads the file name.")
 @click.option("--override-reason", default="", help="Promote even if the gate fails, with reason.")
 @click.option("--work-dir", type=click.Path(path_type=Path),
               default=lambda: Path(os.environ.get("KEEL_WORK_DIR", "~/.cache/keel")).expanduser(),
