@@ -145,6 +145,11 @@ def dump_json(doc: Any) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
 
+def _flush_to_disk(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
 class LocalStore(Store):
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser().absolute()
@@ -187,6 +192,7 @@ class LocalStore(Store):
                 os.unlink(tmp)
 
     def _link_exclusive(self, tmp: Path, key: str) -> None:
+        _flush_to_disk(tmp)  # the name appears only once the content is durable
         try:
             os.link(tmp, self._path(key))
         except FileExistsError:
@@ -232,6 +238,7 @@ class LocalStore(Store):
                 )
             with self._staged(key) as tmp:
                 tmp.write_bytes(dump_json({**doc, "generation": generation + 1}))
+                _flush_to_disk(tmp)
                 os.replace(tmp, target)
 
 
