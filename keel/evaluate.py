@@ -82,10 +82,6 @@ def metrics_of(p: Predictions) -> dict[str, float]:
     return {k: v for k, v in result.items() if math.isfinite(v)}
 
 
-def classification_curves(model, test: pd.DataFrame, spec: dict[str, Any]) -> dict[str, Any]:
-    return curves_of(predict(model, test, spec))
-
-
 def curves_of(p: Predictions) -> dict[str, Any]:
     """Confusion matrix (and ROC for binary) in the shape KFP's ClassificationMetrics logs."""
     from sklearn.metrics import confusion_matrix, roc_curve

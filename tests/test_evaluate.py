@@ -14,7 +14,7 @@ from sklearn import metrics as m
 
 from keel.errors import IntegrityError, ParameterError
 from keel.evaluate import (
-    classification_curves,
+    curves_of,
     decide,
     normalise_thresholds,
     predict,
@@ -141,7 +141,7 @@ def test_binary_curves_have_confusion_matrix_and_a_thinned_roc():
     positive = np.clip((y == "good") * 0.3 + rng.random(n) * 0.7, 0, 1)
     model = binary_model(positive.tolist())
 
-    curves = classification_curves(model, frame(y), spec())
+    curves = curves_of(predict(model, frame(y), spec()))
 
     assert len(m.roc_curve(y, positive, pos_label="good")[0]) > 200  # so thinning is exercised
     assert curves["labels"] == ["bad", "good"]
@@ -160,7 +160,7 @@ def test_binary_curves_have_confusion_matrix_and_a_thinned_roc():
 
 def test_short_roc_is_kept_whole():
     y = ["bad", "good", "bad", "good"]
-    curves = classification_curves(binary_model([0.2, 0.7, 0.4, 0.9]), frame(y), spec())
+    curves = curves_of(predict(binary_model([0.2, 0.7, 0.4, 0.9]), frame(y), spec()))
     fpr, tpr, _ = m.roc_curve(y, [0.2, 0.7, 0.4, 0.9], pos_label="good")
     assert curves["roc"]["fpr"] == fpr.tolist() and curves["roc"]["tpr"] == tpr.tolist()
     assert curves["confusion_matrix"] == [[2, 0], [0, 2]]
@@ -169,7 +169,7 @@ def test_short_roc_is_kept_whole():
 def test_multiclass_curves_have_a_full_confusion_matrix_and_no_roc():
     y = [1, 2, 3, 1, 2, 3, 3]
     proba = np.eye(3)[[0, 1, 2, 1, 1, 2, 0]]
-    curves = classification_curves(FixedModel([1, 2, 3], proba), frame(y), spec())
+    curves = curves_of(predict(FixedModel([1, 2, 3], proba), frame(y), spec()))
     assert curves["labels"] == ["1", "2", "3"]
     assert curves["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 2]]
     assert "roc" not in curves
