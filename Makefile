@@ -26,14 +26,14 @@ venv: $(READY) ## Create .venv with keel and the test tools installed
 run: $(READY) ## Train on the bundled sample (data/credit.csv) into ./.keel and print the summary
 	$(BIN)/keel run --source data/credit.csv --target Status --store $(STORE)
 
-test: $(READY) ## Run lint and the whole test suite (starts its own GCS emulator)
-	$(BIN)/ruff check .
+test: lint ## Run lint and the whole test suite (starts its own GCS emulator)
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
-lint: $(READY) ## ruff check (style, imports, the no-kfp-in-stage-logic rule)
+lint: $(READY) ## ruff (style, imports, docstrings, no kfp in stage logic) and mypy --strict on keel/
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
-compile: $(READY) ## Regenerate pipelines/compiled/training.yaml
+compile: $(READY) ## Regenerate pipelines/compiled/training.yaml and components/README.md
 	$(BIN)/keel compile
 
 images: $(READY) ## Build the base and stage images with podman (see images/README.md)

@@ -1,9 +1,11 @@
 from kfp import dsl
 
 from keel.images import image
+from keel.settings import document_settings
 
 
 @dsl.component(base_image=image("evaluate"), install_kfp_package=False)
+@document_settings
 def evaluate(
     model: dsl.Input[dsl.Model],
     test: dsl.Input[dsl.Dataset],
@@ -24,10 +26,6 @@ def evaluate(
         test: The held-out split.
         feature_spec: The feature spec from preprocess.
         schema: The schema document from validate.
-        store: Registry root: a local folder or gs://bucket/prefix.
-        model_name: Registry name of the model.
-        thresholds: Per metric: lower, upper, min_relative_change, min_absolute_change.
-        override_reason: When set, promote whatever the checks say, recording this reason.
         metrics: The candidate's metrics on the test split.
         classification_metrics: Confusion matrix, and ROC curve for binary targets.
         decision: JSON decision record: every check, the baseline, any override.
@@ -41,11 +39,11 @@ def evaluate(
 
     result = run(os.path.join(model.path, "model.joblib"), test.path, feature_spec.path,
                  schema.path, store, model_name, thresholds, override_reason, decision.path)
-    for name, value in result["metrics"].items():
+    for name, value in result.metrics.items():
         metrics.log_metric(name, value)
-    curves = result["curves"] or {}
+    curves = result.curves or {}
     if "labels" in curves:
         classification_metrics.log_confusion_matrix(curves["labels"], curves["confusion_matrix"])
     if "roc" in curves:
         classification_metrics.log_roc_curve(**curves["roc"])
-    return result["decision"]["passed"]
+    return result.decision.passed

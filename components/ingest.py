@@ -1,19 +1,19 @@
 from kfp import dsl
 
 from keel.images import image
+from keel.settings import document_settings
 
 
 @dsl.component(base_image=image("ingest"), install_kfp_package=False)
+@document_settings
 def ingest(source: str, snapshot: dsl.Output[dsl.Dataset], source_format: str = "auto") -> str:
-    """Read a CSV, Parquet or JSON Lines table (local path or gs://) into one Parquet snapshot.
+    """Read a table (a file: local path or gs://) into one Parquet snapshot and its data version.
 
     Args:
-        source: Path or gs:// URI of the table.
-        source_format: auto (from the file name), csv, parquet or jsonl.
         snapshot: The table as one zstd Parquet file (metadata: data_version, rows).
 
     Returns:
-        JSON: source, format, data_version (sha256 of the rows), rows and columns.
+        JSON ingest result: source, format, data_version (sha256 of the rows), rows, columns.
     """
     from keel.ingest import ingest as run
 

@@ -1,9 +1,11 @@
 from kfp import dsl
 
 from keel.images import image
+from keel.settings import document_settings
 
 
 @dsl.component(base_image=image("validate"), install_kfp_package=False)
+@document_settings
 def validate(
     snapshot: dsl.Input[dsl.Dataset],
     target: str,
@@ -16,8 +18,6 @@ def validate(
 
     Args:
         snapshot: The ingested Parquet snapshot.
-        target: Name of the column to predict.
-        task: auto, classification or regression.
         dataset: The usable rows (rows with a missing target dropped).
         schema: JSON schema document: column kinds, roles, statistics, task, classes.
         report: The validation report, shown in the dashboard.
@@ -27,4 +27,4 @@ def validate(
     """
     from keel.validate import run
 
-    return run(snapshot.path, target, task, dataset.path, schema.path, report.path)["task"]
+    return run(snapshot.path, target, task, dataset.path, schema.path, report.path).task

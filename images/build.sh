@@ -12,7 +12,7 @@
 #                        images/README.md shows how to make it
 #   BUILDER              podman (default) or buildah
 #   BUILD_FLAGS          extra flags for the build command, e.g. "--isolation chroot"
-#   PYTHON               the interpreter that reads keel.images (default python3)
+#   PYTHON               the interpreter that reads keel.stages and keel.images (default python3)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -40,10 +40,11 @@ read -r -a EXTRA_FLAGS <<< "${BUILD_FLAGS:-}"
 
 command -v "$PYTHON" > /dev/null || die "$PYTHON not found: set PYTHON to a Python 3.11"
 
-# Names, stages and version come from the package itself (keel/images.py), run from the checkout.
+# Stages (keel/stages.py), tags (keel/images.py) and version come from the package itself, run
+# from the checkout.
 keel_py() { "$PYTHON" -c "import sys; sys.path.insert(0, '.'); $1"; }
 VERSION="$(keel_py 'from keel import __version__; print(__version__)')"
-read -r -a STAGES <<< "$(keel_py 'from keel.images import STAGES; print(*STAGES)')"
+read -r -a STAGES <<< "$(keel_py 'from keel.stages import STAGE_NAMES; print(*STAGE_NAMES)')"
 if [ "${#REQUESTED[@]}" -gt 0 ]; then
     for stage in "${REQUESTED[@]}"; do
         [[ " ${STAGES[*]} " == *" $stage "* ]] || die "unknown stage '$stage'; stages are ${STAGES[*]}"

@@ -89,9 +89,9 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
             if path:
                 expected = isinstance(exc, KeelError)
                 message = exc.args[0] if expected and exc.args else str(exc)
+                stage = exc.stage if isinstance(exc, KeelError) else module_stage
                 with open(path, "w") as f:
-                    json.dump({"type": type(exc).__name__,
-                               "stage": exc.stage if expected else module_stage,
+                    json.dump({"type": type(exc).__name__, "stage": stage,
                                "message": message, "unexpected": not expected}, f)
             raise
 
@@ -108,11 +108,11 @@ def from_report(report: dict[str, Any], log: str = "") -> KeelError:
             stage=report["stage"],
         )
     cls = next((c for c in _all_subclasses(KeelError) if c.__name__ == report["type"]), KeelError)
-    return cls(report["message"], stage=report["stage"])
+    return cls(str(report["message"]), stage=str(report["stage"]))
 
 
-def _all_subclasses(cls: type) -> list[type]:
-    found = []
+def _all_subclasses(cls: type[KeelError]) -> list[type[KeelError]]:
+    found: list[type[KeelError]] = []
     for sub in cls.__subclasses__():
         found += [sub, *_all_subclasses(sub)]
     return found

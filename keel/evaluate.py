@@ -9,27 +9,33 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from keel.contracts import Baseline, Check, Decision, FeatureSpec, Override, TableSchema
 from keel.errors import KeelError, ParameterError, reports_errors
-from keel.storage import read_json_file, write_json_file
+from keel.settings import checked
 
+if TYPE_CHECKING:
+    from keel.registry import Registry
+
+# The metrics each task computes, and which way is better.
+TASK_METRICS = {
+    "classification": ("accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc"),
+    "regression": ("rmse", "mae", "r2"),
+}
 HIGHER_IS_BETTER = {"accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "r2"}
 LOWER_IS_BETTER = {"rmse", "mae", "log_loss"}
 THRESHOLD_KEYS = ("lower", "upper", "min_relative_change", "min_absolute_change")
 
 
-def primary_metric(schema: dict[str, Any]) -> str:
-    if schema["task"] == "regression":
+def primary_metric(schema: TableSchema) -> str:
+    """The metric of the default rule: roc_auc (binary), f1_macro (multiclass), rmse."""
+    if schema.task == "regression":
         return "rmse"
-    return "roc_auc" if len(schema["classes"]) == 2 else "f1_macro"
-
-
-def _features(spec: dict[str, Any]) -> list[str]:
-    return spec["numeric"] + spec["categorical"]
+    return "roc_auc" if len(schema.classes or ()) == 2 else "f1_macro"
 
 
 @dataclass(frozen=True)
@@ -42,9 +48,10 @@ class Predictions:
     classes: list[Any] = field(default_factory=list)
 
 
-def predict(model, test: pd.DataFrame, spec: dict[str, Any]) -> Predictions:
-    x, y = test[_features(spec)], test[spec["target"]]
-    if spec["task"] == "regression":
+def predict(model: Any, test: pd.DataFrame, spec: FeatureSpec) -> Predictions:
+    """One pass of ``model`` over the test rows."""
+    x, y = test[spec.features], test[spec.target]
+    if spec.task == "regression":
         return Predictions(y, model.predict(x))
     # A scikit-learn classifier's predict is the argmax of predict_proba: compute it once.
     proba = model.predict_proba(x)
@@ -52,7 +59,8 @@ def predict(model, test: pd.DataFrame, spec: dict[str, Any]) -> Predictions:
     return Predictions(y, np.asarray(model.classes_)[proba.argmax(axis=1)], proba, classes)
 
 
-def score(model, test: pd.DataFrame, spec: dict[str, Any]) -> dict[str, float]:
+def score(model: Any, test: pd.DataFrame, spec: FeatureSpec) -> dict[str, float]:
+    """The task metrics of ``model`` on the test rows."""
     return metrics_of(predict(model, test, spec))
 
 
@@ -90,7 +98,7 @@ def curves_of(p: Predictions) -> dict[str, Any]:
         "labels": [str(c) for c in p.classes],
         "confusion_matrix": confusion_matrix(p.y, p.pred, labels=p.classes).tolist(),
     }
-    if len(p.classes) == 2:
+    if len(p.classes) == 2 and p.proba is not None:
         fpr, tpr, thresholds = roc_curve(p.y, p.proba[:, 1], pos_label=p.classes[1])
         keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), 200)).astype(int))
         result["roc"] = {
@@ -101,27 +109,27 @@ def curves_of(p: Predictions) -> dict[str, Any]:
     return result
 
 
-def normalise_thresholds(
-    thresholds: dict[str, Any], schema: dict[str, Any]
-) -> dict[str, dict[str, float]]:
+def normalise_thresholds(thresholds: dict[str, Any], schema: TableSchema) -> dict[str, dict[str, float]]:
     """The gate's rules; none given means "no worse than production" on the primary metric."""
-    if not thresholds:
-        return {primary_metric(schema): {"min_absolute_change": 0.0}}
-    return check_thresholds(thresholds)
+    rules: dict[str, dict[str, float]] = checked("thresholds", thresholds, task=schema.task)
+    return rules or {primary_metric(schema): {"min_absolute_change": 0.0}}
 
 
-def check_thresholds(thresholds: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Known metrics, known rules, finite numbers; returned as floats."""
-    known = HIGHER_IS_BETTER | LOWER_IS_BETTER
-    result = {}
+def check_thresholds(thresholds: dict[str, Any], task: str = "auto") -> dict[str, dict[str, float]]:
+    """Metrics the task computes (any task's while it is "auto"), known rules, finite numbers."""
+    known = set(TASK_METRICS.get(task, HIGHER_IS_BETTER | LOWER_IS_BETTER))
+    result: dict[str, dict[str, float]] = {}
     for metric, rules in thresholds.items():
         if metric not in known:
+            what = (f"metric {metric!r}, which {task} does not compute"
+                    if metric in HIGHER_IS_BETTER | LOWER_IS_BETTER else
+                    f"unknown metric {metric!r}")
             raise ParameterError(
-                f"The 'thresholds' parameter of evaluate names unknown metric {metric!r}; "
-                f"expected one of {', '.join(sorted(known))}.",
+                f"The 'thresholds' parameter of evaluate names {what}; expected one of "
+                f"{', '.join(sorted(known))}.",
                 stage="evaluate",
             )
-        if not isinstance(rules, dict) or set(rules) - set(THRESHOLD_KEYS):
+        if not isinstance(rules, dict) or set(rules) - set(THRESHOLD_KEYS) or not rules:
             raise ParameterError(
                 f"The thresholds of {metric!r} must be a mapping with keys among "
                 f"{', '.join(THRESHOLD_KEYS)}. Got {rules!r}.",
@@ -143,36 +151,35 @@ def check_thresholds(thresholds: dict[str, Any]) -> dict[str, dict[str, float]]:
     return result
 
 
-def _check(metric: str, kind: str, candidate: float | None, required: float | None, passed: bool,
-           baseline: float | None = None, threshold: float | None = None) -> dict[str, Any]:
-    return {"metric": metric, "check": kind, "candidate": candidate, "baseline": baseline,
-            "threshold": threshold, "required": required, "passed": bool(passed)}
-
-
 def decide(
     candidate: dict[str, float],
-    baseline: dict[str, Any] | None,
+    baseline: Baseline | None,
     thresholds: dict[str, dict[str, float]],
+    test_rows: int,
     override_reason: str = "",
-) -> dict[str, Any]:
+) -> Decision:
     """Apply value and change thresholds; return the decision record.
 
-    ``baseline`` is ``{"version", "generation", "metrics"}`` (``metrics`` None with an ``error``
-    when the production model could not be scored), or None on the first run.
+    ``baseline`` is the production model re-scored on the same rows (its ``metrics`` None with
+    an ``error`` when it could not be scored), or None on the first run.
     """
-    checks, notes = [], []
+    checks: list[Check] = []
+    notes: list[str] = []
     for metric, rules in thresholds.items():
         value = candidate.get(metric)
         if value is None:
-            checks.append({**_check(metric, "available", None, None, False),
-                           "note": f"{metric} is not computed for this task or is undefined "
-                                   "on this test split"})
+            checks.append(Check(metric=metric, check="available", candidate=None, required=None,
+                                passed=False,
+                                note=f"{metric} is not computed for this task or is undefined "
+                                     "on this test split"))
             continue
         higher = metric in HIGHER_IS_BETTER
         if "lower" in rules:
-            checks.append(_check(metric, "lower", value, rules["lower"], value >= rules["lower"]))
+            checks.append(Check(metric=metric, check="lower", candidate=value,
+                                required=rules["lower"], passed=value >= rules["lower"]))
         if "upper" in rules:
-            checks.append(_check(metric, "upper", value, rules["upper"], value <= rules["upper"]))
+            checks.append(Check(metric=metric, check="upper", candidate=value,
+                                required=rules["upper"], passed=value <= rules["upper"]))
         change_rules = {k: rules[k] for k in ("min_relative_change", "min_absolute_change")
                         if k in rules}
         if not change_rules:
@@ -181,74 +188,88 @@ def decide(
             notes.append(f"first run: no production model, so the change thresholds on "
                          f"{metric} do not apply")
             continue
-        base = (baseline.get("metrics") or {}).get(metric)
+        base = (baseline.metrics or {}).get(metric)
         if base is None:
-            checks.append({**_check(metric, "baseline", value, None, False),
-                           "note": f"production version {baseline['version']} could not be "
-                                   f"scored: {baseline.get('error', 'metric missing')}"})
+            checks.append(Check(metric=metric, check="baseline", candidate=value, required=None,
+                                passed=False,
+                                note=f"production version {baseline.version} could not be "
+                                     f"scored: {baseline.error or 'metric missing'}"))
             continue
         if "min_relative_change" in rules:
             r = rules["min_relative_change"]
             # relative to the baseline's size, so a negative baseline (r2) still asks for better
             required = base + abs(base) * r if higher else base - abs(base) * r
             passed = value >= required if higher else value <= required
-            checks.append(_check(metric, "relative_change", value, required, passed, base, r))
+            checks.append(Check(metric=metric, check="relative_change", candidate=value,
+                                baseline=base, threshold=r, required=required, passed=passed))
         if "min_absolute_change" in rules:
             a = rules["min_absolute_change"]
             required = base + a if higher else base - a
             passed = value >= required if higher else value <= required
-            checks.append(_check(metric, "absolute_change", value, required, passed, base, a))
-    passed = all(c["passed"] for c in checks)
+            checks.append(Check(metric=metric, check="absolute_change", candidate=value,
+                                baseline=base, threshold=a, required=required, passed=passed))
+    passed = all(c.passed for c in checks)
     override = None
     if override_reason.strip():
-        override = {"reason": override_reason.strip(), "checks_passed": passed}
+        override = Override(reason=override_reason.strip(), checks_passed=passed)
         notes.append(f"manual override: {override_reason.strip()}")
-    return {
-        "passed": passed or override is not None,
-        "checks": checks,
-        "baseline": baseline,
-        "first_run": baseline is None,
-        "thresholds": thresholds,
-        "override": override,
-        "notes": notes,
-    }
+    return Decision(
+        passed=passed or override is not None,
+        checks=checks,
+        baseline=baseline,
+        first_run=baseline is None,
+        thresholds=thresholds,
+        override=override,
+        notes=notes,
+        metrics=candidate,
+        test_rows=test_rows,
+    )
 
 
-def score_baseline(registry, test: pd.DataFrame, spec: dict[str, Any]) -> dict[str, Any] | None:
+def score_baseline(registry: Registry, test: pd.DataFrame, spec: FeatureSpec) -> Baseline | None:
     """Re-score the production model on this test split (None when there is none)."""
     alias = registry.alias()
     if alias.version is None:
         return None
-    baseline: dict[str, Any] = {"version": alias.version, "generation": alias.generation}
     try:
-        baseline["metrics"] = score(registry.load_model(alias.version), test, spec)
+        metrics = score(registry.load_model(alias.version), test, spec)
     except KeelError:
         raise  # an integrity failure is never papered over
     except Exception as exc:  # a model trained on other columns or classes: say why, don't crash
-        baseline["metrics"] = None
-        baseline["error"] = f"{type(exc).__name__}: {exc}"
-    return baseline
+        return Baseline(version=alias.version, generation=alias.generation, metrics=None,
+                        error=f"{type(exc).__name__}: {exc}")
+    return Baseline(version=alias.version, generation=alias.generation, metrics=metrics)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the evaluate component logs to the dashboard, and the decision record."""
+
+    metrics: dict[str, float]
+    curves: dict[str, Any] | None
+    decision: Decision
 
 
 @reports_errors
 def run(
     model_path: str, test_path: str, spec_path: str, schema_path: str, store: str, model: str,
     thresholds: dict[str, Any], override_reason: str, decision_out: str,
-) -> dict[str, Any]:
+) -> Evaluation:
     """The evaluate stage: candidate metrics, baseline re-scored, decision record written."""
     import joblib
 
     from keel.registry import Registry
     from keel.storage import open_store
 
-    spec, schema = read_json_file(spec_path), read_json_file(schema_path)
+    spec = FeatureSpec.read(spec_path, stage="evaluate")
+    schema = TableSchema.read(schema_path, stage="evaluate")
     rules = normalise_thresholds(thresholds, schema)
+    registry = Registry(open_store(checked("store", store)), checked("model_name", model))
     test = pd.read_parquet(test_path)
     predictions = predict(joblib.load(model_path), test, spec)
     metrics = metrics_of(predictions)
-    baseline = score_baseline(Registry(open_store(store), model), test, spec)
-    decision = {**decide(metrics, baseline, rules, override_reason), "metrics": metrics,
-                "test_rows": len(test)}
-    write_json_file(decision_out, decision)
+    baseline = score_baseline(registry, test, spec)
+    decision = decide(metrics, baseline, rules, len(test), checked("override_reason", override_reason))
+    decision.write(decision_out)
     curves = curves_of(predictions) if predictions.proba is not None else None
-    return {"metrics": metrics, "curves": curves, "decision": decision}
+    return Evaluation(metrics=metrics, curves=curves, decision=decision)

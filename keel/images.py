@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 
 from keel import __version__
+from keel.stages import STAGE_NAMES
 
-STAGES = ("ingest", "validate", "preprocess", "train", "evaluate", "register")
 DEFAULT_REGISTRY = "localhost/keel"
 
 
 def image(stage: str) -> str:
-    if stage not in STAGES and stage != "base":
-        raise ValueError(f"Unknown stage {stage!r}; stages are {', '.join(STAGES)}.")
+    """The image reference of ``stage`` (or of ``base``, the image every stage builds on)."""
+    if stage not in STAGE_NAMES and stage != "base":
+        raise ValueError(f"Unknown stage {stage!r}; stages are {', '.join(STAGE_NAMES)}.")
     registry = os.environ.get("KEEL_IMAGE_REGISTRY", DEFAULT_REGISTRY).rstrip("/")
     return f"{registry}/{stage}:{__version__}"

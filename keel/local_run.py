@@ -19,8 +19,9 @@ from collections.abc import Callable
 from contextlib import redirect_stdout
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from keel.contracts import Promotion
 from keel.errors import ERROR_FILE_ENV, KeelError, from_report
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -31,7 +32,7 @@ _FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 class _ProgressLog(io.TextIOBase):
     """Everything goes to the log file; task start/finish lines also go to ``progress``."""
 
-    def __init__(self, log, progress: Callable[[str], None], echo: bool):
+    def __init__(self, log: IO[str], progress: Callable[[str], None], echo: bool):
         self.log, self.progress, self.echo = log, progress, echo
         self.started: dict[str, float] = {}
 
@@ -58,8 +59,8 @@ def run_training(
     work_dir: Path,
     progress: Callable[[str], None],
     debug: bool = False,
-) -> dict[str, Any]:
-    """Run ``training_pipeline(**arguments)`` locally and return register's summary."""
+) -> tuple[Promotion, str]:
+    """Run ``training_pipeline(**arguments)`` locally; what promote did, and the log's path."""
     from kfp import local
 
     from keel.pipelines.training import training_pipeline
@@ -98,4 +99,4 @@ def run_training(
         else:
             os.environ[ERROR_FILE_ENV] = previous
         os.unlink(error_file)
-    return {**json.loads(task.output), "log": str(log_path)}
+    return Promotion.from_json(task.output, origin="the promote output"), str(log_path)

@@ -8,15 +8,16 @@ so KServe's scikit-learn runtime can load it without Keel installed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from keel.errors import DataValidationError, ParameterError, reports_errors
-from keel.storage import read_json_file, write_json_file
+from keel.contracts import FeatureSpec, SplitResult, TableSchema
+from keel.errors import DataValidationError, reports_errors
+from keel.estimators import Estimator
+from keel.settings import checked
 
-ENCODINGS = ("auto", "onehot", "ordinal")
 # Categories seen fewer times than this in training are grouped as "infrequent".
 MIN_CATEGORY_COUNT = 5
 MAX_ONEHOT_CATEGORIES = 30
@@ -24,22 +25,16 @@ MAX_ORDINAL_CATEGORIES = 250  # HistGradientBoosting bins categories into at mos
 
 
 def split(
-    frame: pd.DataFrame, schema: dict[str, Any], test_size: float, seed: int
+    frame: pd.DataFrame, schema: TableSchema, test_size: float, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Seeded split; stratified by the target for classification."""
     from sklearn.model_selection import train_test_split
 
-    if not 0.0 < test_size < 1.0:
-        raise ParameterError(
-            f"The 'test_size' parameter of preprocess must be a fraction in (0, 1). "
-            f"Got {test_size!r}.",
-            stage="preprocess",
-        )
-    target = schema["target"]
-    stratify = frame[target] if schema["task"] == "classification" else None
+    test_size, seed = checked("test_size", test_size), checked("seed", seed)
+    stratify = frame[schema.target] if schema.task == "classification" else None
     try:
         train, test = train_test_split(
-            frame, test_size=test_size, random_state=int(seed), stratify=stratify
+            frame, test_size=test_size, random_state=seed, stratify=stratify
         )
     except ValueError as exc:
         raise DataValidationError(
@@ -49,31 +44,29 @@ def split(
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
-def feature_spec(schema: dict[str, Any], encoding: str = "auto") -> dict[str, Any]:
-    if encoding not in ENCODINGS:
-        raise ParameterError(
-            f"The 'encoding' parameter of preprocess must be one of {', '.join(ENCODINGS)}. "
-            f"Got {encoding!r}.",
-            stage="preprocess",
-        )
-    return {
-        "target": schema["target"],
-        "task": schema["task"],
-        "numeric": list(schema["numeric_features"]),
-        "categorical": list(schema["categorical_features"]),
-        "encoding": encoding,
-    }
+def feature_spec(schema: TableSchema, encoding: str = "auto") -> FeatureSpec:
+    """The transformer spec: the schema's feature columns and the requested encoding."""
+    return FeatureSpec(
+        target=schema.target,
+        task=schema.task,
+        numeric=list(schema.numeric_features),
+        categorical=list(schema.categorical_features),
+        encoding=checked("encoding", encoding),
+    )
 
 
-def resolve_encoding(spec: dict[str, Any], estimator: str) -> str:
-    """``auto``: one-hot for linear models, ordinal codes for trees (they split on them)."""
-    if spec["encoding"] != "auto":
-        return spec["encoding"]
-    return "onehot" if estimator == "linear" else "ordinal"
+def resolve_encoding(spec: FeatureSpec, estimator: Estimator) -> Literal["onehot", "ordinal"]:
+    """``auto``: the estimator's preferred encoding (one-hot for linear, ordinal for trees)."""
+    return estimator.encoding if spec.encoding == "auto" else spec.encoding
 
 
-def build_transformer(spec: dict[str, Any], encoding: str):
-    """An unfitted ColumnTransformer: numeric columns first, then categorical ones."""
+def build_transformer(spec: FeatureSpec, encoding: str, estimator: Estimator) -> Any:
+    """An unfitted ColumnTransformer: numeric columns first, then categorical ones.
+
+    Numbers are imputed and standardised for an estimator that needs it (linear), imputed for one
+    that cannot take missing values, and passed as they are to trees that route missing values
+    themselves. Categories are one-hot or ordinal encoded as ``encoding`` says.
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -89,8 +82,12 @@ def build_transformer(spec: dict[str, Any], encoding: str):
     as_text = FunctionTransformer(
         np.asarray, kw_args={"dtype": str}, feature_names_out="one-to-one"
     )
-    if encoding == "onehot":
+    numeric: Any = "passthrough"
+    if estimator.scales_numbers:
         numeric = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
+    elif not estimator.native_missing:
+        numeric = SimpleImputer(strategy="median")
+    if encoding == "onehot":
         categorical = make_pipeline(
             as_text,
             OneHotEncoder(
@@ -101,8 +98,7 @@ def build_transformer(spec: dict[str, Any], encoding: str):
             ),
         )
     else:
-        # Trees take missing numbers as they are (NaN), and unknown categories as missing.
-        numeric = "passthrough"
+        # Unknown categories become missing values: trees route them like any other gap.
         categorical = make_pipeline(
             as_text,
             OrdinalEncoder(
@@ -112,8 +108,10 @@ def build_transformer(spec: dict[str, Any], encoding: str):
                 max_categories=MAX_ORDINAL_CATEGORIES,
             ),
         )
+        if not estimator.native_missing:
+            categorical.steps.append(("impute", SimpleImputer(strategy="most_frequent")))
     return ColumnTransformer(
-        [("numeric", numeric, spec["numeric"]), ("categorical", categorical, spec["categorical"])],
+        [("numeric", numeric, spec.numeric), ("categorical", categorical, spec.categorical)],
         remainder="drop",
         verbose_feature_names_out=False,
     )
@@ -123,12 +121,12 @@ def build_transformer(spec: dict[str, Any], encoding: str):
 def run(
     dataset_path: str, schema_path: str, test_size: float, seed: int, encoding: str,
     train_out: str, test_out: str, spec_out: str,
-) -> dict[str, int]:
+) -> SplitResult:
     """The preprocess stage: train/test Parquet files and the feature spec."""
-    schema = read_json_file(schema_path)
+    schema = TableSchema.read(schema_path, stage="preprocess")
     spec = feature_spec(schema, encoding)
     train, test = split(pd.read_parquet(dataset_path), schema, test_size, seed)
     train.to_parquet(train_out, index=False, compression="zstd")
     test.to_parquet(test_out, index=False, compression="zstd")
-    write_json_file(spec_out, spec)
-    return {"train_rows": len(train), "test_rows": len(test)}
+    spec.write(spec_out)
+    return SplitResult(train_rows=len(train), test_rows=len(test))

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from keel.contracts import FileDigest, Lineage, Manifest
 from keel.errors import IntegrityError, ParameterError, RegistryConflict, RegistryError
 from keel.storage import Store
 
@@ -30,10 +31,12 @@ MANIFEST_FILE = "manifest.json"
 
 
 def now() -> str:
+    """The current UTC time, to the second, ISO 8601."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def sha256_file(path: str | os.PathLike) -> str:
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a local file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -41,11 +44,13 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def check_model_name(name: str) -> str:
-    if not MODEL_NAME.match(name):
+def check_model_name(name: str, stage: str | None = None) -> str:
+    """A registry name that is also a safe folder and object name."""
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
         raise ParameterError(
             "The 'model' parameter must be 1-63 lowercase letters, digits, '.', '_' or '-', "
-            f"starting with a letter or digit. Got {name!r}."
+            f"starting with a letter or digit. Got {name!r}.",
+            stage=stage,
         )
     return name
 
@@ -60,6 +65,8 @@ class Alias:
 
 
 class Registry:
+    """The versions, aliases and events of one model in a store."""
+
     def __init__(self, store: Store, model: str):
         self.store = store
         self.model = check_model_name(model)
@@ -81,7 +88,8 @@ class Registry:
         """Complete versions only (those whose manifest exists), ascending."""
         return self._numbers(MANIFEST_FILE)
 
-    def manifest(self, version: int) -> dict[str, Any]:
+    def manifest(self, version: int) -> Manifest:
+        """The manifest of a complete version; a ContractError naming the file if it is damaged."""
         key = self._version_key(version, MANIFEST_FILE)
         if not self.store.exists(key):
             known = ", ".join(map(str, self.versions())) or "none"
@@ -89,34 +97,37 @@ class Registry:
                 f"Model {self.model!r} has no version {version} in {self.store.uri}. "
                 f"Versions: {known}."
             )
-        return self.store.read_json(key)
+        return Manifest.from_json(self.store.read_bytes(key), origin=self.store.url(key),
+                                  stage="registry")
 
     def alias(self, name: str = PRODUCTION) -> Alias:
+        """Where the alias points now (version None when it was never set)."""
         doc, generation = self.store.read_document(f"{self.root}/aliases/{name}.json")
         return Alias(version=doc["version"] if doc else None, generation=generation, doc=doc)
 
     def events(self) -> list[dict[str, Any]]:
+        """Every promotion and rollback, oldest first."""
         return [self.store.read_json(k) for k in self.store.list(f"{self.root}/events")]
 
-    def download_verified(self, version: int, name: str, dest: str | os.PathLike) -> Path:
+    def download_verified(self, version: int, name: str, dest: str | os.PathLike[str]) -> Path:
         """Download one file of a version and check it against the manifest's sha256."""
-        expected = self.manifest(version)["files"].get(name)
+        expected = self.manifest(version).files.get(name)
         if expected is None:
             raise RegistryError(f"Version {version} of {self.model!r} has no file {name!r}.")
         dest = Path(dest)
         self.store.download(self._version_key(version, name), dest)
         actual = sha256_file(dest)
-        if actual != expected["sha256"]:
+        if actual != expected.sha256:
             dest.unlink()
             raise IntegrityError(
                 f"{self.store.url(self._version_key(version, name))} has sha256 {actual}, but its "
-                f"manifest recorded {expected['sha256']}; the file was changed after registration "
+                f"manifest recorded {expected.sha256}; the file was changed after registration "
                 "and will not be loaded. Restore it from a backup, or move production to another "
                 "version with `keel models rollback --to N`."
             )
         return dest
 
-    def load_model(self, version: int):
+    def load_model(self, version: int) -> Any:
         """The fitted pipeline of a version, verified against its manifest before unpickling."""
         import joblib
 
@@ -125,12 +136,29 @@ class Registry:
             return joblib.load(path)
 
     # -- writing ---------------------------------------------------------------------------
-    def publish(self, files: dict[str, str | os.PathLike], manifest: dict[str, Any]) -> int:
+    def store_snapshot(self, snapshot_path: str | os.PathLike[str], data_version: str) -> str:
+        """Keep the data a version was trained on, content-addressed (written once, then reused).
+
+        Snapshots sit beside the registry (``data/<data version>/``), shared by every model
+        trained on the same rows; returns the snapshot's URI for the manifest.
+        """
+        key = f"data/{data_version}/snapshot.parquet"
+        if not self.store.exists(key):
+            try:
+                self.store.create_from_file(key, snapshot_path)
+            except RegistryConflict:
+                pass  # the same content was stored by a concurrent run
+        return self.store.url(key)
+
+    def publish(self, files: dict[str, str | os.PathLike[str]], lineage: Lineage) -> Manifest:
         """Register a new immutable version: claim a number, upload files, write the manifest.
 
         ``files`` maps file names to local paths; the first one claims the number.
         """
-        hashes = {name: {"sha256": sha256_file(path)} for name, path in files.items()}
+        hashes = {name: FileDigest(sha256=sha256_file(path)) for name, path in files.items()}
+        # Made (and so checked) before a number is claimed: a bad record costs no version.
+        draft = Manifest(**dict(lineage), model=self.model, version=1, files=hashes,
+                         registered_at=now())
         names = list(files)
         for _attempt in range(100):
             claimed = self._numbers()
@@ -144,10 +172,10 @@ class Registry:
             raise RegistryConflict(f"Could not claim a version number for {self.model!r}.")
         for name in names[1:]:
             self.store.create_from_file(self._version_key(version, name), files[name])
-        record = {**manifest, "model": self.model, "version": version, "files": hashes,
-                  "registered_at": now()}
-        self.store.create_json(self._version_key(version, MANIFEST_FILE), record)
-        return version
+        manifest = draft.model_copy(update={"version": version, "registered_at": now()})
+        self.store.create(self._version_key(version, MANIFEST_FILE),
+                          (manifest.model_dump_json(indent=2) + "\n").encode())
+        return manifest
 
     def move_alias(
         self,

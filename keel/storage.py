@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from typing_extensions import override
+
 from keel.errors import KeelError, ParameterError, RegistryConflict
 
 
@@ -32,22 +34,25 @@ class ObjectNotFound(KeelError):
 
 
 def is_gcs(uri: str) -> bool:
+    """Whether ``uri`` names Google Cloud Storage."""
     return uri.startswith("gs://")
 
 
-def split_gcs(uri: str) -> tuple[str, str]:
+def split_gcs(uri: str, stage: str | None = None) -> tuple[str, str]:
     """``gs://bucket/a/b`` -> ``("bucket", "a/b")``."""
     rest = uri[len("gs://") :]
     bucket, _, prefix = rest.partition("/")
     if not bucket:
-        raise ParameterError(f"A gs:// URI must name a bucket, like gs://bucket/prefix. Got {uri!r}.")
+        raise ParameterError(
+            f"A gs:// URI must name a bucket, like gs://bucket/prefix. Got {uri!r}.", stage=stage
+        )
     return bucket, prefix.strip("/")
 
 
-_client = None
+_client: Any = None
 
 
-def gcs_client():
+def gcs_client() -> Any:
     """A shared client; honours STORAGE_EMULATOR_HOST (anonymous credentials) like gcloud does."""
     global _client
     if _client is None:
@@ -66,13 +71,23 @@ def gcs_client():
     return _client
 
 
-def open_store(uri: str) -> Store:
+def check_store_uri(uri: str) -> str:
+    """A local folder or ``gs://bucket/prefix``; any other scheme is refused, not made a folder."""
     if is_gcs(uri):
-        return GCSStore(uri)
-    if "://" in uri:
+        split_gcs(uri, stage="publish")
+    elif "://" in uri:
         raise ParameterError(
-            f"The store must be a local folder or a gs://bucket/prefix URI. Got {uri!r}."
+            "The 'store' parameter must be a local folder or a gs://bucket/prefix URI; the "
+            f"scheme {uri.split('://', 1)[0] + '://'!r} is not supported. Got {uri!r}.",
+            stage="publish",
         )
+    return uri
+
+
+def open_store(uri: str) -> Store:
+    """The store at ``uri``: a :class:`GCSStore` for ``gs://``, else a :class:`LocalStore`."""
+    if is_gcs(check_store_uri(uri)):
+        return GCSStore(uri)
     return LocalStore(uri)
 
 
@@ -87,7 +102,8 @@ def open_binary(uri: str) -> IO[bytes]:
             blob.reload()
         except NotFound:
             raise ObjectNotFound(f"{uri} does not exist.") from None
-        return blob.open("rb")
+        stream: IO[bytes] = blob.open("rb")
+        return stream
     path = Path(uri)
     if not path.is_file():
         raise ObjectNotFound(f"{uri} does not exist or is not a file.")
@@ -100,6 +116,7 @@ class Store(abc.ABC):
     uri: str
 
     def url(self, key: str) -> str:
+        """The full URI of ``key``, for messages and manifests."""
         return f"{self.uri.rstrip('/')}/{key}"
 
     @abc.abstractmethod
@@ -119,11 +136,11 @@ class Store(abc.ABC):
         """Write ``key`` only if it does not exist yet; else raise :class:`RegistryConflict`."""
 
     @abc.abstractmethod
-    def create_from_file(self, key: str, path: str | os.PathLike) -> None:
+    def create_from_file(self, key: str, path: str | os.PathLike[str]) -> None:
         """:meth:`create` from a local file, streamed."""
 
     @abc.abstractmethod
-    def download(self, key: str, path: str | os.PathLike) -> None:
+    def download(self, key: str, path: str | os.PathLike[str]) -> None:
         """Copy ``key`` to a local file; :class:`ObjectNotFound` when absent."""
 
     @abc.abstractmethod
@@ -135,13 +152,16 @@ class Store(abc.ABC):
         """Replace the document only if its generation is still ``generation`` (0: absent)."""
 
     def read_json(self, key: str) -> Any:
+        """The JSON document at ``key``."""
         return json.loads(self.read_bytes(key))
 
     def create_json(self, key: str, doc: Any) -> None:
+        """:meth:`create` of a JSON document."""
         self.create(key, dump_json(doc))
 
 
 def dump_json(doc: Any) -> bytes:
+    """Indented, sorted JSON: stable bytes for the same document."""
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
 
@@ -151,22 +171,27 @@ def _flush_to_disk(path: Path) -> None:
 
 
 class LocalStore(Store):
-    def __init__(self, root: str | os.PathLike):
+    """A store in a local folder: exclusive hard links and ``flock``-guarded swaps."""
+
+    def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root).expanduser().absolute()
         self.uri = str(self.root)
 
     def _path(self, key: str) -> Path:
         return self.root / key
 
+    @override
     def read_bytes(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
             raise ObjectNotFound(f"{self.url(key)} does not exist.") from None
 
+    @override
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 
+    @override
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix)
         if not base.is_dir():
@@ -201,22 +226,26 @@ class LocalStore(Store):
                 "never overwritten."
             ) from None
 
+    @override
     def create(self, key: str, data: bytes) -> None:
         with self._staged(key) as tmp:
             tmp.write_bytes(data)
             self._link_exclusive(tmp, key)
 
-    def create_from_file(self, key: str, path: str | os.PathLike) -> None:
+    @override
+    def create_from_file(self, key: str, path: str | os.PathLike[str]) -> None:
         with self._staged(key) as tmp:
             shutil.copyfile(path, tmp)
             self._link_exclusive(tmp, key)
 
-    def download(self, key: str, path: str | os.PathLike) -> None:
+    @override
+    def download(self, key: str, path: str | os.PathLike[str]) -> None:
         try:
             shutil.copyfile(self._path(key), path)
         except FileNotFoundError:
             raise ObjectNotFound(f"{self.url(key)} does not exist.") from None
 
+    @override
     def read_document(self, key: str) -> tuple[dict[str, Any] | None, int]:
         try:
             doc = json.loads(self._path(key).read_bytes())
@@ -224,6 +253,7 @@ class LocalStore(Store):
             return None, 0
         return doc, int(doc["generation"])
 
+    @override
     def swap_document(self, key: str, doc: dict[str, Any], generation: int) -> None:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -243,6 +273,8 @@ class LocalStore(Store):
 
 
 class GCSStore(Store):
+    """A store under ``gs://bucket/prefix``: generation preconditions on every write."""
+
     def __init__(self, uri: str):
         self.bucket_name, self.prefix = split_gcs(uri)
         self.uri = f"gs://{self.bucket_name}" + (f"/{self.prefix}" if self.prefix else "")
@@ -251,7 +283,7 @@ class GCSStore(Store):
     def _name(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _blob(self, key: str):
+    def _blob(self, key: str) -> Any:
         return self.bucket.blob(self._name(key))
 
     @contextlib.contextmanager
@@ -274,13 +306,16 @@ class GCSStore(Store):
         except NotFound:
             raise ObjectNotFound(f"{self.url(key)} does not exist.") from None
 
+    @override
     def read_bytes(self, key: str) -> bytes:
         with self._translate(key):
-            return self._blob(key).download_as_bytes()
+            return bytes(self._blob(key).download_as_bytes())
 
+    @override
     def exists(self, key: str) -> bool:
-        return self._blob(key).exists()
+        return bool(self._blob(key).exists())
 
+    @override
     def list(self, prefix: str) -> list[str]:
         full = self._name(prefix.strip("/")).rstrip("/")
         full = f"{full}/" if full else ""  # a store at the bucket root lists the whole bucket
@@ -288,18 +323,22 @@ class GCSStore(Store):
         with self._translate(prefix):
             return sorted(b.name[strip:] for b in self.bucket.list_blobs(prefix=full))
 
+    @override
     def create(self, key: str, data: bytes) -> None:
         with self._translate(key):
             self._blob(key).upload_from_string(data, if_generation_match=0)
 
-    def create_from_file(self, key: str, path: str | os.PathLike) -> None:
+    @override
+    def create_from_file(self, key: str, path: str | os.PathLike[str]) -> None:
         with self._translate(key):
             self._blob(key).upload_from_filename(str(path), if_generation_match=0)
 
-    def download(self, key: str, path: str | os.PathLike) -> None:
+    @override
+    def download(self, key: str, path: str | os.PathLike[str]) -> None:
         with self._translate(key):
             self._blob(key).download_to_filename(str(path))
 
+    @override
     def read_document(self, key: str) -> tuple[dict[str, Any] | None, int]:
         from google.api_core.exceptions import NotFound
 
@@ -310,6 +349,7 @@ class GCSStore(Store):
             return None, 0
         return json.loads(data), int(blob.generation)
 
+    @override
     def swap_document(self, key: str, doc: dict[str, Any], generation: int) -> None:
         previous, _ = self.read_document(key) if generation else (None, 0)
         counter = int(previous["generation"]) + 1 if previous else 1
@@ -319,11 +359,3 @@ class GCSStore(Store):
                 content_type="application/json",
                 if_generation_match=generation,
             )
-
-
-def write_json_file(path: str | os.PathLike, doc: Any) -> None:
-    Path(path).write_bytes(dump_json(doc))
-
-
-def read_json_file(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_bytes())

@@ -11,41 +11,28 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from keel.errors import DataValidationError, ParameterError, SchemaError, reports_errors
-from keel.storage import write_json_file
+from keel.contracts import ColumnInfo, ColumnKind, TableSchema, Task
+from keel.errors import DataValidationError, SchemaError, reports_errors
+from keel.settings import checked
 
-TASKS = ("auto", "classification", "regression")
 # An integer-valued numeric target with at most this many distinct values is a class label.
 MAX_CLASSES_FOR_NUMERIC_TARGET = 20
 # A string column with more distinct values than this (and than half its rows) is free text.
 MAX_CATEGORIES = 50
 
 
-@dataclass
-class ColumnInfo:
-    name: str
-    dtype: str
-    kind: str  # numeric | categorical | text | identifier | datetime | empty | constant
-    role: str  # feature | target | excluded
-    missing: int
-    unique: int
-    reason: str = ""
-    stats: dict[str, Any] = field(default_factory=dict)
-
-
 def _plain(value: Any) -> Any:
-    """numpy scalars -> JSON-ready Python values."""
+    """Turn numpy scalars into JSON-ready Python values."""
     return value.item() if hasattr(value, "item") else value
 
 
-def _kind(series: pd.Series, rows: int) -> tuple[str, str]:
+def _kind(series: pd.Series, rows: int) -> tuple[ColumnKind, str]:
     """The column's kind, and why it cannot be a feature ('' when it can)."""
     non_null = series.dropna()
     unique = non_null.nunique()
@@ -86,11 +73,14 @@ def _stats(series: pd.Series, kind: str) -> dict[str, Any]:
     return {}
 
 
-def infer_task(target: pd.Series, task: str) -> str:
-    if task not in TASKS:
-        raise ParameterError(
-            f"The 'task' parameter must be one of {', '.join(TASKS)}. Got {task!r}.",
-            stage="validate",
+def infer_task(target: pd.Series, task: str) -> Task:
+    """The task asked for, or (``auto``) the one the target's values imply."""
+    task = checked("task", task)
+    if pd.api.types.is_datetime64_any_dtype(target) or pd.api.types.is_timedelta64_dtype(target):
+        raise SchemaError(
+            f"The target {target.name!r} holds dates or times ({target.dtype}), which Keel cannot "
+            "predict yet: expected numbers, text or booleans. Convert it (for example to a "
+            "number of days) or choose another --target."
         )
     numeric = pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target)
     if task == "regression" and not numeric:
@@ -99,7 +89,7 @@ def infer_task(target: pd.Series, task: str) -> str:
             f"{target.dtype} (for example {_plain(target.iloc[0])!r}). Use --task classification."
         )
     if task != "auto":
-        return task
+        return cast(Task, task)
     if not numeric:
         return "classification"
     integral = bool((target == target.round()).all())
@@ -142,17 +132,17 @@ def _infinite_to_missing(frame: pd.DataFrame) -> dict[str, int]:
     return counts
 
 
-def schema_hash(columns: list[dict[str, Any]]) -> str:
+def schema_hash(columns: list[ColumnInfo]) -> str:
+    """A hash of each column's name, type, kind and role: equal schemas, equal hashes."""
     canonical = json.dumps(
-        [(c["name"], c["dtype"], c["kind"], c["role"]) for c in columns], separators=(",", ":")
+        [(c.name, c.dtype, c.kind, c.role) for c in columns], separators=(",", ":")
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def validate(
-    snapshot_path: str, target: str, task: str, output_path: str
-) -> dict[str, Any]:
+def validate(snapshot_path: str, target: str, task: str, output_path: str) -> TableSchema:
     """Check the snapshot, write the usable rows to ``output_path``, return the schema document."""
+    target = checked("target", target)
     names = pq.read_schema(snapshot_path).names  # before reading: pyarrow refuses duplicates
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
@@ -180,18 +170,18 @@ def validate(
     columns: list[ColumnInfo] = []
     for name in frame.columns:
         series = frame[name]
-        info = ColumnInfo(
-            name=name, dtype=str(series.dtype), kind="", role="feature",
-            missing=int(series.isna().sum()), unique=int(series.nunique()),
-        )
         if name == target:
-            info.kind = "numeric" if task == "regression" else "categorical"
-            info.role = "target"
+            kind: ColumnKind = "numeric" if task == "regression" else "categorical"
+            role: Literal["feature", "target", "excluded"] = "target"
+            reason = ""
         else:
-            info.kind, info.reason = _kind(series, rows)
-            info.role = "excluded" if info.reason else "feature"
-        info.stats = _stats(series, info.kind)
-        columns.append(info)
+            kind, reason = _kind(series, rows)
+            role = "excluded" if reason else "feature"
+        columns.append(ColumnInfo(
+            name=name, dtype=str(series.dtype), kind=kind, role=role, reason=reason,
+            missing=int(series.isna().sum()), unique=int(series.nunique()),
+            stats=_stats(series, kind),
+        ))
 
     features = [c for c in columns if c.role == "feature"]
     if not features:
@@ -200,42 +190,41 @@ def validate(
             f"No column can be used as a feature besides target {target!r} ({excluded or 'none'})."
         )
     frame.to_parquet(output_path, index=False, compression="zstd")
-    column_docs = [c.__dict__ for c in columns]
-    return {
-        "target": target,
-        "task": task,
-        "classes": classes,
-        "rows_in": rows_in,
-        "rows_dropped_missing_target": missing_target,
-        "rows": rows,
-        "infinite_values": infinite,
-        "numeric_features": [c.name for c in features if c.kind == "numeric"],
-        "categorical_features": [c.name for c in features if c.kind == "categorical"],
-        "excluded": {c.name: c.reason for c in columns if c.role == "excluded"},
-        "columns": column_docs,
-        "schema_hash": schema_hash(column_docs),
-    }
+    return TableSchema(
+        target=target,
+        task=task,
+        classes=classes,
+        rows_in=rows_in,
+        rows_dropped_missing_target=missing_target,
+        rows=rows,
+        infinite_values=infinite,
+        numeric_features=[c.name for c in features if c.kind == "numeric"],
+        categorical_features=[c.name for c in features if c.kind == "categorical"],
+        excluded={c.name: c.reason for c in columns if c.role == "excluded"},
+        columns=columns,
+        schema_hash=schema_hash(columns),
+    )
 
 
-def report_markdown(schema: dict[str, Any]) -> str:
+def report_markdown(schema: TableSchema) -> str:
     """The validation report shown in the Kubeflow dashboard."""
     lines = [
-        f"# Validation report: target `{schema['target']}` ({schema['task']})",
+        f"# Validation report: target `{schema.target}` ({schema.task})",
         "",
-        f"- rows read: {schema['rows_in']}",
-        f"- rows dropped because the target is missing: {schema['rows_dropped_missing_target']}",
+        f"- rows read: {schema.rows_in}",
+        f"- rows dropped because the target is missing: {schema.rows_dropped_missing_target}",
         "- infinite values read as missing: "
-        + (", ".join(f"{k} ({v})" for k, v in schema["infinite_values"].items()) or "none"),
-        f"- rows kept: {schema['rows']}",
-        f"- numeric features: {len(schema['numeric_features'])}, "
-        f"categorical features: {len(schema['categorical_features'])}, "
-        f"excluded columns: {len(schema['excluded'])}",
+        + (", ".join(f"{k} ({v})" for k, v in schema.infinite_values.items()) or "none"),
+        f"- rows kept: {schema.rows}",
+        f"- numeric features: {len(schema.numeric_features)}, "
+        f"categorical features: {len(schema.categorical_features)}, "
+        f"excluded columns: {len(schema.excluded)}",
         "",
         "| column | type | kind | role | missing | distinct | note |",
         "|---|---|---|---|---|---|---|",
     ]
-    for c in schema["columns"]:
-        cells = [c[k] for k in ("name", "dtype", "kind", "role", "missing", "unique", "reason")]
+    for c in schema.columns:
+        cells = [c.name, c.dtype, c.kind, c.role, c.missing, c.unique, c.reason]
         lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -243,10 +232,10 @@ def report_markdown(schema: dict[str, Any]) -> str:
 @reports_errors
 def run(
     snapshot_path: str, target: str, task: str, dataset_out: str, schema_out: str, report_out: str
-) -> dict[str, Any]:
+) -> TableSchema:
     """The validate stage: usable rows, schema document and Markdown report; returns the schema."""
     schema = validate(snapshot_path, target, task, dataset_out)
-    write_json_file(schema_out, schema)
+    schema.write(schema_out)
     with open(report_out, "w") as f:
         f.write(report_markdown(schema))
     return schema

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-STAGE_MODULES = ["ingest", "validate", "preprocess", "train", "evaluate", "register"]
+from keel.stages import STAGE_NAMES, STAGES
 
 
 def imported_after(module: str) -> set[str]:
@@ -16,13 +16,29 @@ def imported_after(module: str) -> set[str]:
     return set(json.loads(out.stdout))
 
 
-@pytest.mark.parametrize("stage", STAGE_MODULES)
+@pytest.mark.parametrize("stage", STAGE_NAMES)
 def test_stage_logic_never_imports_kfp(stage):
     assert "kfp" not in imported_after(f"keel.{stage}")
 
 
-@pytest.mark.parametrize("stage", ["ingest", "validate"])
-def test_ingest_and_validate_never_import_scikit_learn(stage):
+@pytest.mark.parametrize("stage", [s.name for s in STAGES if not s.uses_scikit_learn])
+def test_stages_without_scikit_learn_never_import_it(stage):
     # Each stage is its own process: importing scikit-learn costs every run about a second.
     for module in (f"keel.{stage}", f"keel.components.{stage}"):
         assert "sklearn" not in imported_after(module), module
+
+
+def test_the_command_line_starts_without_the_data_stack():
+    # `keel --help`, `keel models list`: the settings table and contracts must stay cheap.
+    loaded = imported_after("keel.cli")
+    assert not loaded & {"sklearn", "pandas", "pyarrow", "kfp", "numpy"}, loaded
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_every_stage_has_its_module_component_and_run_entry_point(stage):
+    import importlib
+
+    module = importlib.import_module(f"keel.{stage}")
+    component = getattr(importlib.import_module("keel.components"), stage)
+    assert component.component_spec.name == stage
+    assert callable(getattr(module, "run", None) or getattr(module, stage, None))

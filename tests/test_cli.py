@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from keel.stages import STAGE_NAMES
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "credit.csv"
 KEEL = str(Path(sys.executable).with_name("keel"))
@@ -198,8 +200,8 @@ def test_human_summary_shows_progress_and_decision(tmp_path):
                   "--estimator", "linear", work_dir=tmp_path / "work", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "store" / "registry" / "credit" / "versions" / "1" / "manifest.json").is_file()
-    for stage in ("ingest", "validate", "preprocess", "train", "evaluate", "register"):
-        assert f"{stage}" in result.stderr and "success" in result.stderr
+    for stage in STAGE_NAMES:
+        assert f"  {stage:<11} success" in result.stderr
     assert "Model 'credit' version 1: PROMOTED (production is version 1)" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
 
@@ -224,8 +226,6 @@ BAD_INPUTS = {
                         ["not readable as parquet"]),
     "one class": ("t.csv", "Status,Age,Job\n" + "good,30,a\ngood,40,b\n" * 20,
                   ["--target", "Status"], "validate", ["two classes", "'good'"]),
-    "unknown estimator": ("t.csv", None, ["--target", "Status", "--estimator", "xgboost"],
-                          "train", ["'estimator'", "hist_gradient_boosting", "'xgboost'"]),
     "unknown parameter": ("t.csv", None, ["--target", "Status", "--param", "depth=3"],
                           "train", ["'depth'", "max_depth"]),
     "bad parameter value": ("t.csv", None, ["--target", "Status", "--param", "max_depth=-3"],
@@ -263,6 +263,50 @@ def test_debug_shows_the_traceback(tmp_path):
     assert "Traceback" in result.stdout + result.stderr
 
 
+def test_an_unknown_choice_is_a_usage_error_listing_the_choices(tmp_path):
+    result = keel("run", "--source", str(SAMPLE), "--target", "Status", "--store",
+                  str(tmp_path / "s"), "--estimator", "xgboost", work_dir=tmp_path / "w")
+    assert result.returncode == 2
+    assert "'xgboost' is not one of" in result.stderr and "hist_gradient_boosting" in result.stderr
+    assert not (tmp_path / "s").exists() and not (tmp_path / "w").exists()
+
+
+PREFLIGHT_ERRORS = {
+    # case: (extra args, stage, words the one-line message must contain)
+    "bad parameter value": (["--param", "max_depth=abc"], "train", ["'max_depth'", "'abc'"]),
+    "unknown parameter": (["--param", "depth=3"], "train", ["'depth'", "max_depth"]),
+    "parameter of the other task": (["--task", "regression", "--param", "class_weight=balanced"],
+                                    "train", ["'class_weight'"]),
+    "metric of the other task": (["--task", "classification", "--threshold", "rmse.upper=0.5"],
+                                 "evaluate", ["'rmse'", "classification does not compute"]),
+    "not a number": (["--test-size", "nan"], "preprocess", ["'test_size'", "nan"]),
+    "fraction out of range": (["--test-size", "1.5"], "preprocess", ["'test_size'", "1.5"]),
+    "negative seed": (["--seed", "-1"], "preprocess", ["'seed'", "-1"]),
+    "unknown source scheme": (["--source", "s3://bucket/t.csv"], "ingest", ["s3://", "gs://"]),
+    "unknown store scheme": (["--store", "s3://bucket/keel"], "publish", ["s3://", "gs://"]),
+    "model name with a newline": (["--model", "credit\n"], "publish", ["'model' parameter"]),
+}
+
+
+@pytest.mark.parametrize("case", list(PREFLIGHT_ERRORS))
+def test_bad_settings_fail_before_the_first_stage(tmp_path, case):
+    args, stage, words = PREFLIGHT_ERRORS[case]
+    base = {"--source": str(SAMPLE), "--target": "Status", "--store": str(tmp_path / "s")}
+    for flag in base:
+        if flag in args:
+            base.pop(flag)
+            break
+    result = keel("run", *[x for pair in base.items() for x in pair], *args,
+                  work_dir=tmp_path / "w")
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # no "ingest running": nothing started
+    assert lines[0].startswith(f"keel: error: [{stage}] "), lines[0]
+    for word in words:
+        assert word in lines[0]
+    assert not (tmp_path / "s").exists() and not (tmp_path / "w").exists()
+
+
 def test_bad_threshold_and_model_name_fail_before_any_stage(tmp_path):
     result = keel("run", "--source", str(SAMPLE), "--target", "Status", "--store",
                   str(tmp_path / "s"), "--threshold", "roc_auc=0.7", work_dir=tmp_path / "w")
@@ -281,3 +325,10 @@ def test_models_commands_on_empty_store(tmp_path):
     result = keel("models", "list", "--store", str(tmp_path), work_dir=tmp_path)
     assert result.returncode == 1
     assert "holds 0 models" in result.stderr and "--model" in result.stderr
+
+
+def test_debug_of_a_models_command_is_read_from_the_click_context(tmp_path):
+    plain = keel("models", "list", "--store", str(tmp_path), work_dir=tmp_path)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+    debug = keel("models", "list", "--store", str(tmp_path), "--debug", work_dir=tmp_path)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "RegistryError" in debug.stderr

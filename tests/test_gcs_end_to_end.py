@@ -18,6 +18,11 @@ import pytest
 from keel.registry import MODEL_FILE, Registry
 from keel.storage import open_store
 
+try:
+    from factories import lineage
+except ImportError:  # tests/ imported as a package
+    from tests.factories import lineage
+
 pytestmark = [pytest.mark.gcs, pytest.mark.e2e]
 
 CREDIT = Path(__file__).resolve().parents[1] / "data" / "credit.csv"
@@ -106,7 +111,7 @@ def test_missing_gcs_source_fails_cleanly_and_changes_nothing(bucket, tmp_path):
     version_file = tmp_path / "model.bin"
     version_file.write_bytes(b"an earlier version")
     registry = Registry(open_store(store), "credit")
-    registry.publish({MODEL_FILE: version_file}, {"note": "earlier"})
+    registry.publish({MODEL_FILE: version_file}, lineage(run_id="earlier"))
     registry.move_alias(1, expected_generation=0, action="promote", reason="earlier")
     before = objects(bucket)
 

@@ -18,6 +18,7 @@ import pytest
 
 import keel
 from keel import images
+from keel.stages import STAGE_NAMES, STAGES
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "images"
@@ -68,7 +69,11 @@ def default_registry(monkeypatch):
 
 
 def test_there_is_a_base_and_one_image_per_stage():
-    assert {path.parent.name for path in DOCKERFILES} == {"base", *images.STAGES}
+    """Exactly one Dockerfile per entry of keel.stages.STAGES, plus the base; no other image."""
+    folders = [path.parent.name for path in DOCKERFILES]
+    assert sorted(folders) == sorted(["base", *STAGE_NAMES])
+    leftovers = {path.name for path in IMAGES.iterdir() if path.is_dir()} - {"base", *STAGE_NAMES}
+    assert not leftovers, f"images/ has folders for stages not in keel/stages.py: {sorted(leftovers)}"
 
 
 def test_hadolint_is_installed_and_catches_problems(tmp_path):
@@ -101,7 +106,7 @@ def test_ignored_hadolint_rules_are_justified(dockerfile):
             )
 
 
-@pytest.mark.parametrize("stage", images.STAGES)
+@pytest.mark.parametrize("stage", STAGE_NAMES)
 def test_stage_image_starts_from_the_base_image_arg(stage):
     steps = instructions(IMAGES / stage / "Dockerfile")
     assert steps[0] == ("ARG", f"BASE_IMAGE={images.image('base')}"), (
@@ -111,21 +116,36 @@ def test_stage_image_starts_from_the_base_image_arg(stage):
     assert [keyword for keyword, _ in steps].count("FROM") == 1
 
 
-@pytest.mark.parametrize("stage", images.STAGES)
+@pytest.mark.parametrize("stage", STAGE_NAMES)
 def test_stage_image_knows_its_own_reference(stage):
     steps = instructions(IMAGES / stage / "Dockerfile")
     assert ("ARG", "KEEL_IMAGE") in steps
     assert ("ENV", "KEEL_IMAGE=${KEEL_IMAGE}") in steps
 
 
-@pytest.mark.parametrize("stage", images.STAGES)
+@pytest.mark.parametrize("stage", STAGE_NAMES)
 def test_stage_image_has_oci_labels(stage):
     steps = instructions(IMAGES / stage / "Dockerfile")
     labels = " ".join(a for keyword, a in steps if keyword == "LABEL")
     assert f'org.opencontainers.image.title="keel-{stage}"' in labels
     assert re.search(r'org\.opencontainers\.image\.description="Keel \w+: .{20,}"', labels)
+    assert 'org.opencontainers.image.revision="${KEEL_GIT_COMMIT}"' in labels
+    assert 'org.opencontainers.image.base.name="${BASE_IMAGE}"' in labels
     assert 'org.opencontainers.image.version="${KEEL_VERSION}"' in labels
     assert arg_defaults(steps)["KEEL_VERSION"] == keel.__version__
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+def test_stage_image_description_is_what_the_stage_table_says_it_does(stage):
+    """keel/stages.py is the one place that says what a stage does; the label repeats it."""
+    steps = instructions(IMAGES / stage.name / "Dockerfile")
+    labels = " ".join(a for keyword, a in steps if keyword == "LABEL")
+    description = re.search(r'org\.opencontainers\.image\.description="([^"]*)"', labels)
+    assert description, f"images/{stage.name}/Dockerfile has no description label"
+    assert description.group(1) == f"Keel {stage.name}: {stage.does}", (
+        f"set the label of images/{stage.name}/Dockerfile from keel/stages.py: "
+        f'"Keel {stage.name}: {stage.does}"'
+    )
 
 
 def test_base_image_starts_from_the_local_debian_arg():
@@ -239,13 +259,13 @@ def test_build_sh_builds_the_base_then_every_stage_with_keel_tags(tmp_path):
     result, calls = run_build_sh(tmp_path)
     assert result.returncode == 0, result.stderr
     builds = [call for call in calls if call[0] == "build"]
-    assert len(builds) == 1 + len(images.STAGES)
+    assert len(builds) == 1 + len(STAGE_NAMES)
     base, *stages = builds
     assert base[base.index("-f") + 1] == "images/base/Dockerfile"
     assert base[base.index("-t") + 1] == images.image("base")
     assert build_args(base)["DEBIAN_IMAGE"] == DEBIAN_IMAGE
     assert build_args(base)["KEEL_GIT_COMMIT"]
-    for stage, call in zip(images.STAGES, stages, strict=True):
+    for stage, call in zip(STAGE_NAMES, stages, strict=True):
         tag = images.image(stage)
         assert call[call.index("-f") + 1] == f"images/{stage}/Dockerfile"
         assert call[call.index("-t") + 1] == tag
@@ -270,6 +290,7 @@ def test_build_sh_rejects_an_unknown_stage(tmp_path):
     result, calls = run_build_sh(tmp_path, "training")
     assert result.returncode == 1
     assert "unknown stage 'training'" in result.stderr
+    assert f"stages are {' '.join(STAGE_NAMES)}" in result.stderr, "build.sh reads keel/stages.py"
     assert not [call for call in calls if call[0] == "build"]
 
 

@@ -21,20 +21,23 @@ from kfp import components
 import keel
 from keel import images
 from keel.pipelines.training import training_pipeline
+from keel.stages import STAGE_NAMES, STAGES
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "pipelines" / "compiled" / "training.yaml"
 REQUIRED_INPUTS = {"source", "target", "store"}
 
-# task -> the tasks whose outputs it reads. evaluate and register also read validate's schema
-# (and register preprocess's feature spec), so those are edges too.
+# task -> the tasks whose outputs it reads. evaluate and publish also read validate's schema
+# (and publish preprocess's feature spec), so those are edges too. promote reads only what
+# publish wrote and the decision record.
 EXPECTED_UPSTREAM = {
     "ingest": set(),
     "validate": {"ingest"},
     "preprocess": {"validate"},
     "train": {"preprocess"},
     "evaluate": {"train", "preprocess", "validate"},
-    "register": {"evaluate", "train", "ingest", "preprocess", "validate"},
+    "publish": {"evaluate", "train", "ingest", "preprocess", "validate"},
+    "promote": {"publish", "evaluate"},
 }
 
 # (task, input) -> (producer task, producer output): the artifacts that carry the lineage.
@@ -48,11 +51,13 @@ EXPECTED_WIRING = {
     ("evaluate", "test"): ("preprocess", "test"),
     ("evaluate", "feature_spec"): ("preprocess", "feature_spec"),
     ("evaluate", "schema"): ("validate", "schema"),
-    ("register", "model"): ("train", "model"),
-    ("register", "snapshot"): ("ingest", "snapshot"),
-    ("register", "record"): ("train", "record"),
-    ("register", "decision"): ("evaluate", "decision"),
-    ("register", "ingest_info"): ("ingest", "Output"),
+    ("publish", "model"): ("train", "model"),
+    ("publish", "snapshot"): ("ingest", "snapshot"),
+    ("publish", "record"): ("train", "record"),
+    ("publish", "decision"): ("evaluate", "decision"),
+    ("publish", "ingest_info"): ("ingest", "Output"),
+    ("promote", "publication"): ("publish", "Output"),
+    ("promote", "decision"): ("evaluate", "decision"),
 }
 
 
@@ -99,11 +104,12 @@ def test_committed_spec_loads_as_a_component():
     )
 
 
-def test_the_dag_has_exactly_the_six_stages(spec):
-    assert set(tasks(spec)) == set(images.STAGES)
+def test_the_dag_has_exactly_the_stages_of_the_stage_table(spec):
+    assert set(tasks(spec)) == set(STAGE_NAMES) == set(EXPECTED_UPSTREAM)
+    assert len(STAGE_NAMES) == 7
 
 
-@pytest.mark.parametrize("stage", images.STAGES)
+@pytest.mark.parametrize("stage", STAGE_NAMES)
 def test_each_stage_runs_in_its_own_pinned_image(spec, stage, monkeypatch):
     monkeypatch.delenv("KEEL_IMAGE_REGISTRY", raising=False)
     image = container_of(spec, stage)["image"]
@@ -112,14 +118,14 @@ def test_each_stage_runs_in_its_own_pinned_image(spec, stage, monkeypatch):
 
 
 def test_stage_images_are_distinct_and_never_latest(spec):
-    used = [container_of(spec, stage)["image"] for stage in images.STAGES]
+    used = [container_of(spec, stage)["image"] for stage in STAGE_NAMES]
     assert len(set(used)) == len(used), f"Two stages share an image: {used}"
     for image in used:
         assert ":" in image.rsplit("/", 1)[-1], f"{image} has no tag"
         assert not image.endswith(":latest"), f"{image} uses the latest tag"
 
 
-@pytest.mark.parametrize("stage", images.STAGES)
+@pytest.mark.parametrize("stage", STAGE_NAMES)
 def test_nothing_is_pip_installed_when_a_task_starts(spec, stage):
     container = container_of(spec, stage)
     text = "\n".join(container.get("command", []) + container.get("args", []))
@@ -152,8 +158,9 @@ def test_artifact_wiring(spec, consumer, producer):
     assert (ref["producerTask"], key) == producer
 
 
-def test_register_records_the_run_id(spec):
-    run_id = tasks(spec)["register"]["inputs"]["parameters"]["run_id"]
+@pytest.mark.parametrize("task", ["publish", "promote"])
+def test_publish_and_promote_record_the_run_id(spec, task):
+    run_id = tasks(spec)[task]["inputs"]["parameters"]["run_id"]
     assert run_id == {"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}
 
 
@@ -197,27 +204,38 @@ def test_compiling_with_keel_image_registry_changes_every_image(tmp_path, monkey
     compile_in_subprocess(path)
     executors = yaml.safe_load(path.read_text())["deploymentSpec"]["executors"]
     used = {executor["container"]["image"] for executor in executors.values()}
-    assert used == {f"{registry}/{stage}:{keel.__version__}" for stage in images.STAGES}
+    assert used == {f"{registry}/{stage}:{keel.__version__}" for stage in STAGE_NAMES}
 
 
-@pytest.mark.parametrize("stage", images.STAGES)
+def test_components_readme_is_what_the_components_say():
+    from keel.components import readme
+
+    assert readme.README.read_text() == readme.render(), (
+        "components/README.md is stale: run `make compile` and commit the result."
+    )
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
 def test_components_readme_documents_every_input_and_output(stage):
     from keel import components as keel_components
 
     readme = (REPO / "components" / "README.md").read_text()
     sections = dict(re.findall(r"^## (\w+)\n(.*?)(?=^## |\Z)", readme, flags=re.M | re.S))
     assert stage in sections, f"components/README.md has no '## {stage}' section"
-    rows = set(re.findall(r"^\| `(\w+)` \|", sections[stage], flags=re.M))
+    rows = dict(re.findall(r"^\| `(\w+)` \| `[^`]+` \| (.*) \|$", sections[stage], flags=re.M))
     spec = getattr(keel_components, stage).component_spec
-    expected = set(spec.inputs or {}) | set(spec.outputs or {})
-    assert rows == expected, f"components/README.md, {stage}: the tables do not match the signature"
+    assert set(rows) == set(spec.inputs or {}) | set(spec.outputs or {})
+    for name, description in rows.items():
+        assert description.strip(), f"components/README.md, {stage}: {name!r} has no description"
 
 
-@pytest.mark.parametrize("task", ["ingest", "evaluate", "register"])
-def test_tasks_that_read_fresh_state_or_write_the_store_are_never_cached(spec, task):
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+def test_caching_follows_the_stage_table(spec, stage):
     # KFP caches by default: a cached ingest would replay last week's rows from the same URI.
-    assert tasks(spec)[task].get("cachingOptions", {}).get("enableCache", False) is False
+    enabled = tasks(spec)[stage.name].get("cachingOptions", {}).get("enableCache", False)
+    assert enabled is stage.cacheable
 
 
-def test_pure_tasks_keep_caching(spec):
-    assert tasks(spec)["train"]["cachingOptions"]["enableCache"] is True
+@pytest.mark.parametrize("name", ["ingest", "evaluate", "publish", "promote"])
+def test_tasks_that_read_fresh_state_or_write_the_store_are_never_cached(name):
+    assert not next(s for s in STAGES if s.name == name).cacheable

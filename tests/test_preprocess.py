@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import pickletools
@@ -15,7 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from keel.contracts import ColumnInfo, FeatureSpec, SplitResult, TableSchema
 from keel.errors import DataValidationError, ParameterError
+from keel.estimators import ESTIMATORS, Estimator, get_estimator
 from keel.preprocess import (
     MIN_CATEGORY_COUNT,
     build_transformer,
@@ -24,6 +27,7 @@ from keel.preprocess import (
     run,
     split,
 )
+from keel.validate import schema_hash
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,13 +39,38 @@ def labelled(counts: dict[str, int]) -> pd.DataFrame:
                          "label": labels})
 
 
-def schema_for(task: str, target: str = "label") -> dict[str, Any]:
-    return {"target": target, "task": task, "numeric_features": ["x"],
-            "categorical_features": [], "classes": None}
+def schema_for(frame: pd.DataFrame, task: str, target: str = "label") -> TableSchema:
+    """The schema document validate would write for ``frame``: every other column a feature."""
+    classification = task == "classification"
+    names = [n for n in frame.columns if n != target]
+    numeric = [n for n in names if pd.api.types.is_numeric_dtype(frame[n])]
+    categorical = [n for n in names if n not in numeric]
+    columns = [
+        ColumnInfo(name=n, dtype=str(frame[n].dtype),
+                   kind="numeric" if n in numeric else "categorical", role="feature",
+                   missing=int(frame[n].isna().sum()), unique=int(frame[n].nunique()))
+        for n in names
+    ]
+    columns.append(ColumnInfo(
+        name=target, dtype=str(frame[target].dtype),
+        kind="categorical" if classification else "numeric", role="target", missing=0,
+        unique=int(frame[target].nunique())))
+    return TableSchema(
+        target=target, task=task,
+        classes=sorted(set(frame[target]), key=str) if classification else None,
+        rows_in=len(frame), rows_dropped_missing_target=0, rows=len(frame), infinite_values={},
+        numeric_features=numeric, categorical_features=categorical, excluded={},
+        columns=columns, schema_hash=schema_hash(columns),
+    )
 
 
-SPEC = {"target": "y", "task": "classification", "numeric": ["amount", "age"],
-        "categorical": ["home", "flag", "mixed"], "encoding": "auto"}
+SPEC = FeatureSpec(target="y", task="classification", numeric=["amount", "age"],
+                   categorical=["home", "flag", "mixed"], encoding="auto")
+LINEAR = get_estimator("linear")
+FOREST = get_estimator("random_forest")
+BOOSTING = get_estimator("hist_gradient_boosting")
+# Neither scales nor takes missing values: no table entry is like this yet, the rule covers it.
+NO_MISSING_TREE = dataclasses.replace(FOREST, name="no_missing_tree", native_missing=False)
 
 
 def features(rows: int = 40) -> pd.DataFrame:
@@ -67,7 +96,7 @@ def features(rows: int = 40) -> pd.DataFrame:
 
 def test_split_is_deterministic_for_a_seed_and_differs_for_another():
     frame = labelled({"a": 30, "b": 20, "c": 10})
-    schema = schema_for("classification")
+    schema = schema_for(frame, "classification")
 
     train1, test1 = split(frame, schema, 0.25, seed=7)
     train2, test2 = split(frame, schema, 0.25, seed=7)
@@ -80,7 +109,7 @@ def test_split_is_deterministic_for_a_seed_and_differs_for_another():
 
 def test_split_is_a_partition_with_fresh_indexes():
     frame = labelled({"a": 30, "b": 20, "c": 10})
-    train, test = split(frame, schema_for("classification"), 0.25, seed=1)
+    train, test = split(frame, schema_for(frame, "classification"), 0.25, seed=1)
 
     assert len(test) == 15 and len(train) == 45
     assert sorted([*train["id"], *test["id"]]) == list(range(60))
@@ -94,7 +123,8 @@ def test_split_is_a_partition_with_fresh_indexes():
 def test_classification_split_keeps_class_proportions_within_one_row(seed):
     counts = {"common": 90, "rare": 10, "middle": 20}
     test_size = 0.3
-    train, test = split(labelled(counts), schema_for("classification"), test_size, seed)
+    frame = labelled(counts)
+    train, test = split(frame, schema_for(frame, "classification"), test_size, seed)
     for label, n in counts.items():
         assert abs((test["label"] == label).sum() - n * test_size) <= 1, label
         assert (train["label"] == label).sum() + (test["label"] == label).sum() == n
@@ -102,18 +132,44 @@ def test_classification_split_keeps_class_proportions_within_one_row(seed):
 
 def test_regression_split_is_not_stratified_and_works_on_continuous_targets():
     frame = pd.DataFrame({"x": np.arange(50.0), "price": np.linspace(0.1, 99.9, 50)})
-    train, test = split(frame, schema_for("regression", target="price"), 0.2, seed=0)
+    train, test = split(frame, schema_for(frame, "regression", target="price"), 0.2, seed=0)
     assert (len(train), len(test)) == (40, 10)
     assert sorted([*train["price"], *test["price"]]) == frame["price"].tolist()
 
 
-@pytest.mark.parametrize("test_size", [0, 0.0, 1, 1.0, -0.2, 1.5, float("nan")])
-def test_test_size_outside_zero_one_is_a_parameter_error(test_size):
+def test_seed_given_as_a_whole_float_splits_like_the_int():
+    """KFP hands ints to a component as floats: 7.0 is the seed 7."""
+    frame = labelled({"a": 30, "b": 20})
+    schema = schema_for(frame, "classification")
+    pd.testing.assert_frame_equal(split(frame, schema, 0.25, 7.0)[1],
+                                  split(frame, schema, 0.25, 7)[1])
+
+
+@pytest.mark.parametrize(
+    ("test_size", "expected"),
+    [(0, "a finite fraction strictly between 0 and 1"), (0.0, "strictly between 0 and 1"),
+     (1, "strictly between 0 and 1"), (1.0, "strictly between 0 and 1"),
+     (-0.2, "strictly between 0 and 1"), (1.5, "strictly between 0 and 1"),
+     (float("nan"), "a finite fraction"), (float("inf"), "a finite fraction"),
+     ("0.2", "a number in (0, 1)"), (True, "a number in (0, 1)"), (None, "a number in (0, 1)")],
+)
+def test_test_size_outside_zero_one_is_a_parameter_error(test_size, expected):
+    frame = labelled({"a": 10, "b": 10})
     with pytest.raises(ParameterError) as caught:
-        split(labelled({"a": 10, "b": 10}), schema_for("classification"), test_size, seed=0)
+        split(frame, schema_for(frame, "classification"), test_size, seed=0)
     message = str(caught.value)
-    assert message.startswith("[preprocess] ")
-    assert "'test_size'" in message and "(0, 1)" in message and repr(test_size) in message
+    assert message.startswith("[preprocess] The 'test_size' parameter of preprocess must be ")
+    assert expected in message and message.endswith(f"Got {test_size!r}.")
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, 2**32, "7", None, True])
+def test_bad_seed_is_a_parameter_error(seed):
+    frame = labelled({"a": 10, "b": 10})
+    with pytest.raises(ParameterError) as caught:
+        split(frame, schema_for(frame, "classification"), 0.25, seed)
+    message = str(caught.value)
+    assert message.startswith("[preprocess] The 'seed' parameter of preprocess must be ")
+    assert message.endswith(f"Got {seed!r}.")
 
 
 @pytest.mark.parametrize(
@@ -126,7 +182,7 @@ def test_test_size_outside_zero_one_is_a_parameter_error(test_size):
 )
 def test_too_few_rows_is_a_data_validation_error(frame, task, test_size):
     with pytest.raises(DataValidationError) as caught:
-        split(frame, schema_for(task), test_size, seed=0)
+        split(frame, schema_for(frame, task), test_size, seed=0)
     message = str(caught.value)
     assert message.startswith("[preprocess] ")
     assert f"Cannot split {len(frame)} rows with test_size={test_size}" in message
@@ -136,22 +192,29 @@ def test_too_few_rows_is_a_data_validation_error(frame, task, test_size):
 
 
 def test_feature_spec_copies_the_schema_lists():
-    schema = {"target": "y", "task": "regression", "numeric_features": ["a", "b"],
-              "categorical_features": ["c"], "columns": []}
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0], "c": ["x", "y"], "y": [0.5, 1.5]})
+    schema = schema_for(frame, "regression", target="y")
     spec = feature_spec(schema, "onehot")
-    assert spec == {"target": "y", "task": "regression", "numeric": ["a", "b"],
-                    "categorical": ["c"], "encoding": "onehot"}
-    spec["numeric"].append("z")
-    assert schema["numeric_features"] == ["a", "b"]
-    assert feature_spec(schema)["encoding"] == "auto"
+    assert spec == FeatureSpec(target="y", task="regression", numeric=["a", "b"],
+                               categorical=["c"], encoding="onehot")
+    assert spec.features == ["a", "b", "c"]
+    spec.numeric.append("z")  # frozen model, but a list field is still a list
+    assert schema.numeric_features == ["a", "b"]
+    assert feature_spec(schema).encoding == "auto"
 
 
-@pytest.mark.parametrize("encoding", ["one-hot", "target", "", "ONEHOT"])
+def test_feature_spec_keeps_the_task_of_the_schema():
+    frame = labelled({"a": 3, "b": 3})
+    spec = feature_spec(schema_for(frame, "classification"), "ordinal")
+    assert (spec.target, spec.task, spec.encoding) == ("label", "classification", "ordinal")
+    assert FeatureSpec.from_json(spec.to_json()) == spec
+
+
+@pytest.mark.parametrize("encoding", ["one-hot", "target", "", "ONEHOT", None])
 def test_invalid_encoding_is_a_parameter_error(encoding):
-    schema = {"target": "y", "task": "regression", "numeric_features": [],
-              "categorical_features": []}
+    frame = pd.DataFrame({"x": [1.0, 2.0], "y": [0.5, 1.5]})
     with pytest.raises(ParameterError) as caught:
-        feature_spec(schema, encoding)
+        feature_spec(schema_for(frame, "regression", target="y"), encoding)
     message = str(caught.value)
     assert message.startswith("[preprocess] ")
     assert "'encoding'" in message and repr(encoding) in message
@@ -162,18 +225,26 @@ def test_invalid_encoding_is_a_parameter_error(encoding):
     ("encoding", "estimator", "expected"),
     [("auto", "linear", "onehot"), ("auto", "random_forest", "ordinal"),
      ("auto", "hist_gradient_boosting", "ordinal"), ("ordinal", "linear", "ordinal"),
-     ("onehot", "hist_gradient_boosting", "onehot")],
+     ("onehot", "hist_gradient_boosting", "onehot"), ("onehot", "random_forest", "onehot")],
 )
 def test_resolve_encoding(encoding, estimator, expected):
-    assert resolve_encoding({"encoding": encoding}, estimator) == expected
+    spec = SPEC.model_copy(update={"encoding": encoding})
+    assert resolve_encoding(spec, get_estimator(estimator)) == expected
+
+
+def test_auto_encoding_is_the_estimator_entrys_preference():
+    """Not a name test: an entry's ``encoding`` decides, whatever the estimator is called."""
+    spec = SPEC.model_copy(update={"encoding": "auto"})
+    assert resolve_encoding(spec, dataclasses.replace(LINEAR, encoding="ordinal")) == "ordinal"
+    assert resolve_encoding(spec, dataclasses.replace(FOREST, encoding="onehot")) == "onehot"
 
 
 # --- transformer -------------------------------------------------------------------------------
 
 
-def test_onehot_transformer_imputes_scales_and_encodes():
+def test_onehot_transformer_for_linear_imputes_scales_and_encodes():
     frame = features()
-    transformer = build_transformer(SPEC, "onehot")
+    transformer = build_transformer(SPEC, "onehot", LINEAR)
 
     out = transformer.fit_transform(frame)
 
@@ -193,11 +264,49 @@ def test_onehot_transformer_imputes_scales_and_encodes():
     assert out[1, names.index("home_rent")] == 0  # a missing home is not 'rent'
 
 
+def _numeric_out(estimator: Estimator, encoding: str) -> tuple[pd.DataFrame, np.ndarray]:
+    frame = features()
+    out = build_transformer(SPEC, encoding, estimator).fit_transform(frame)
+    return frame, out[:, :2]
+
+
+@pytest.mark.parametrize("encoding", ["onehot", "ordinal"])
+def test_numbers_are_imputed_and_scaled_for_an_estimator_that_scales_numbers(encoding):
+    """The rule follows the estimator, not the encoding (it used to follow the encoding)."""
+    frame, numbers = _numeric_out(LINEAR, encoding)
+    assert not np.isnan(numbers).any()
+    np.testing.assert_allclose(numbers.mean(axis=0), 0.0, atol=1e-9)
+    np.testing.assert_allclose(numbers.std(axis=0), 1.0)
+    # a missing amount is the median, which is scaled like the other values
+    amount = frame["amount"]
+    expected = (amount.median() - amount.fillna(amount.median()).mean()) \
+        / amount.fillna(amount.median()).std(ddof=0)
+    assert numbers[0, 0] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("encoding", ["onehot", "ordinal"])
+@pytest.mark.parametrize("estimator", [FOREST, BOOSTING], ids=lambda e: e.name)
+def test_numbers_pass_through_for_an_estimator_that_takes_missing_values(estimator, encoding):
+    """Trees get the raw numbers, missing ones included, whatever the categorical encoding."""
+    frame, numbers = _numeric_out(estimator, encoding)
+    np.testing.assert_array_equal(numbers, frame[["amount", "age"]].to_numpy())
+    assert np.isnan(numbers[[0, 5], 0]).all() and np.isnan(numbers[3, 1])
+
+
+@pytest.mark.parametrize("encoding", ["onehot", "ordinal"])
+def test_numbers_are_imputed_not_scaled_for_an_estimator_without_missing_support(encoding):
+    frame, numbers = _numeric_out(NO_MISSING_TREE, encoding)
+    assert not np.isnan(numbers).any()
+    assert numbers[0, 0] == numbers[5, 0] == pytest.approx(frame["amount"].median())
+    assert numbers[3, 1] == pytest.approx(frame["age"].median())
+    np.testing.assert_array_equal(numbers[6:, 0], frame["amount"].to_numpy()[6:])  # unscaled
+
+
 def test_onehot_unknown_category_is_all_zeros_without_infrequent_categories():
     frame = pd.DataFrame({"amount": np.arange(20.0), "age": np.arange(20.0),
                           "home": ["rent", "owner"] * 10, "flag": [True, False] * 10,
                           "mixed": [1, "x"] * 10})
-    transformer = build_transformer(SPEC, "onehot").fit(frame)
+    transformer = build_transformer(SPEC, "onehot", LINEAR).fit(frame)
     names = list(transformer.get_feature_names_out())
     assert not any("infrequent" in n for n in names)
 
@@ -213,7 +322,7 @@ def test_onehot_unknown_category_is_all_zeros_without_infrequent_categories():
 
 def test_onehot_unknown_category_goes_to_the_infrequent_column():
     frame = features()  # 'home' has two missing values: a category seen fewer than 5 times
-    transformer = build_transformer(SPEC, "onehot").fit(frame)
+    transformer = build_transformer(SPEC, "onehot", LINEAR).fit(frame)
     names = list(transformer.get_feature_names_out())
     assert "home_infrequent_sklearn" in names
 
@@ -224,9 +333,10 @@ def test_onehot_unknown_category_goes_to_the_infrequent_column():
     assert set(home.values()) == {0}
 
 
-def test_ordinal_transformer_keeps_missing_numbers_and_codes_categories():
+@pytest.mark.parametrize("estimator", [FOREST, BOOSTING], ids=lambda e: e.name)
+def test_ordinal_transformer_for_trees_keeps_missing_numbers_and_codes_categories(estimator):
     frame = features()
-    transformer = build_transformer(SPEC, "ordinal")
+    transformer = build_transformer(SPEC, "ordinal", estimator)
 
     out = transformer.fit_transform(frame)
 
@@ -241,9 +351,10 @@ def test_ordinal_transformer_keeps_missing_numbers_and_codes_categories():
     assert len(np.unique(out[:, 4])) == 4  # 1, 'one', 2.5, 'two' stay apart
 
 
-def test_ordinal_unknown_category_is_nan():
+@pytest.mark.parametrize("estimator", [FOREST, BOOSTING], ids=lambda e: e.name)
+def test_ordinal_unknown_category_is_nan_for_an_estimator_that_takes_missing_values(estimator):
     frame = features()
-    transformer = build_transformer(SPEC, "ordinal").fit(frame)
+    transformer = build_transformer(SPEC, "ordinal", estimator).fit(frame)
     new = frame.iloc[[6, 7]].assign(home=["castle", "rent"], mixed=[99, "one"])
 
     out = transformer.transform(new)
@@ -253,12 +364,30 @@ def test_ordinal_unknown_category_is_nan():
     assert out[1, 2] == transformer.transform(frame.iloc[[0]].assign(home="rent"))[0, 2]
 
 
-def test_rare_categories_are_grouped(tmp_path):
+@pytest.mark.parametrize("estimator", [LINEAR, NO_MISSING_TREE], ids=lambda e: e.name)
+def test_ordinal_unknown_category_is_the_most_frequent_code_without_missing_support(estimator):
+    """Linear + ordinal used to hand NaN to the model for an unseen category."""
+    frame = features()
+    transformer = build_transformer(SPEC, "ordinal", estimator).fit(frame)
+    seen = transformer.transform(frame)[:, 2:]
+    most_frequent = [pd.Series(seen[:, j]).mode().min() for j in range(seen.shape[1])]
+    new = frame.iloc[[6, 7]].assign(home=["castle", "rent"], mixed=[99, "one"],
+                                    amount=[np.nan, 1.0])
+
+    out = transformer.transform(new)
+
+    assert not np.isnan(out).any()
+    assert out[0, 2] == most_frequent[0] and out[0, 4] == most_frequent[2]
+    assert out[1, 2] == transformer.transform(frame.iloc[[0]].assign(home="rent"))[0, 2]
+    assert (out[:, 2:] == out[:, 2:].round()).all()  # still codes
+
+
+def test_rare_categories_are_grouped():
     counts = {"a": MIN_CATEGORY_COUNT, "b": MIN_CATEGORY_COUNT - 1, "c": 1}
     values = [k for k, n in counts.items() for _ in range(n)]
     frame = pd.DataFrame({"amount": np.arange(len(values), dtype=float), "age": 1.0,
                           "home": values, "flag": True, "mixed": "x"})
-    out = build_transformer(SPEC, "ordinal").fit_transform(frame)
+    out = build_transformer(SPEC, "ordinal", BOOSTING).fit_transform(frame)
     home = out[:, 2]
     assert home[0] != home[-1]
     assert len(set(home[counts["a"]:])) == 1  # b and c share the infrequent code
@@ -272,8 +401,9 @@ def _pickled_strings(obj: Any) -> set[str]:
 
 
 @pytest.mark.parametrize("encoding", ["onehot", "ordinal"])
-def test_fitted_transformer_pickles_without_any_keel_reference(encoding):
-    transformer = build_transformer(SPEC, encoding).fit(features())
+@pytest.mark.parametrize("estimator", list(ESTIMATORS))
+def test_fitted_transformer_pickles_without_any_keel_reference(estimator, encoding):
+    transformer = build_transformer(SPEC, encoding, get_estimator(estimator)).fit(features())
     strings = _pickled_strings(transformer)
     assert any(s.startswith("sklearn.") for s in strings)  # the scan sees module names
     assert not [s for s in strings if s == "keel" or s.startswith("keel.")]
@@ -306,9 +436,10 @@ assert not [m for m in sys.modules if m == "keel" or m.startswith("keel.")]
 """
 
 
-def test_fitted_transformer_loads_where_keel_is_not_installed(tmp_path):
+@pytest.mark.parametrize("estimator", [BOOSTING, LINEAR], ids=lambda e: e.name)
+def test_fitted_transformer_loads_where_keel_is_not_installed(tmp_path, estimator):
     frame = features()
-    transformer = build_transformer(SPEC, "ordinal").fit(frame)
+    transformer = build_transformer(SPEC, "ordinal", estimator).fit(frame)
     joblib.dump(transformer, tmp_path / "model.joblib")
     frame.to_pickle(tmp_path / "frame.pkl")
 
@@ -327,16 +458,36 @@ def test_fitted_transformer_loads_where_keel_is_not_installed(tmp_path):
 
 def test_run_writes_train_test_and_spec(tmp_path):
     frame = labelled({"a": 12, "b": 8})
+    schema = schema_for(frame, "classification")
     frame.to_parquet(tmp_path / "valid.parquet", index=False)
-    (tmp_path / "schema.json").write_text(json.dumps(schema_for("classification")))
+    schema.write(tmp_path / "schema.json")
     outs = [str(tmp_path / n) for n in ("train.parquet", "test.parquet", "spec.json")]
 
     counts = run(str(tmp_path / "valid.parquet"), str(tmp_path / "schema.json"), 0.25, 5,
                  "ordinal", *outs)
 
-    assert counts == {"train_rows": 15, "test_rows": 5}
+    assert counts == SplitResult(train_rows=15, test_rows=5)
     train, test = pd.read_parquet(outs[0]), pd.read_parquet(outs[1])
-    expected_train, expected_test = split(frame, schema_for("classification"), 0.25, 5)
+    expected_train, expected_test = split(frame, schema, 0.25, 5)
     pd.testing.assert_frame_equal(train, expected_train)
     pd.testing.assert_frame_equal(test, expected_test)
+    written = FeatureSpec.read(outs[2])
+    assert written == feature_spec(schema, "ordinal")
+    assert written.encoding == "ordinal" and written.numeric == ["id", "x"]
     assert json.loads(Path(outs[2]).read_text())["encoding"] == "ordinal"
+
+
+def test_run_refuses_a_schema_document_that_is_not_one(tmp_path):
+    from keel.contracts import ContractError
+
+    frame = labelled({"a": 12, "b": 8})
+    frame.to_parquet(tmp_path / "valid.parquet", index=False)
+    (tmp_path / "schema.json").write_text(json.dumps({"target": "label", "task": "classification"}))
+    outs = [str(tmp_path / n) for n in ("train.parquet", "test.parquet", "spec.json")]
+
+    with pytest.raises(ContractError) as caught:
+        run(str(tmp_path / "valid.parquet"), str(tmp_path / "schema.json"), 0.25, 5, "ordinal",
+            *outs)
+
+    assert str(caught.value).startswith("[preprocess] The schema document")
+    assert not any(Path(out).exists() for out in outs)

@@ -19,6 +19,11 @@ from keel.errors import IntegrityError, ParameterError, RegistryConflict, Regist
 from keel.registry import MODEL_FILE, Registry
 from keel.storage import LocalStore, open_store
 
+try:
+    from factories import lineage
+except ImportError:  # tests/ imported as a package
+    from tests.factories import lineage
+
 MODEL = "credit"
 
 
@@ -46,11 +51,11 @@ def model_files(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
-def publish(registry: Registry, model_files, **manifest) -> int:
+def publish(registry: Registry, model_files, **changes) -> int:
     return registry.publish(
         {MODEL_FILE: model_files["good"], "schema.json": model_files["schema"]},
-        {"metrics": {"roc_auc": 0.9}, **manifest},
-    )
+        lineage(metrics={"roc_auc": 0.9}, **changes),
+    ).version
 
 
 def promote(registry: Registry, version: int, action: str = "promote") -> dict:
@@ -86,14 +91,15 @@ def test_publish_numbers_versions_from_one(registry, model_files):
     assert [publish(registry, model_files) for _ in range(3)] == [1, 2, 3]
     assert registry.versions() == [1, 2, 3]
     manifest = registry.manifest(2)
-    assert manifest["model"] == MODEL and manifest["version"] == 2
-    assert manifest["metrics"] == {"roc_auc": 0.9}
-    assert manifest["registered_at"]
+    assert manifest.model == MODEL and manifest.version == 2
+    assert manifest.metrics == {"roc_auc": 0.9}
+    assert manifest.registered_at
+    assert manifest.schema_version == 2
 
 
 def test_manifest_records_the_sha256_of_every_file(registry, model_files):
     version = publish(registry, model_files)
-    files = registry.manifest(version)["files"]
+    files = registry.manifest(version).to_dict()["files"]
     assert files == {
         MODEL_FILE: {"sha256": sha256(model_files["good"].read_bytes())},
         "schema.json": {"sha256": sha256(model_files["schema"].read_bytes())},
@@ -129,11 +135,11 @@ def test_publish_retries_when_its_listing_was_stale(registry, model_files):
         return [] if len(calls) == 1 else real_list(prefix)  # the first listing misses version 1
 
     registry.store.list = stale_list
-    assert publish(registry, model_files, note="second") == 2
+    assert publish(registry, model_files, run_id="second") == 2
     assert len(calls) >= 2
     registry.store.list = real_list
-    assert registry.manifest(1).get("note") is None  # version 1 untouched
-    assert registry.manifest(2)["note"] == "second"
+    assert registry.manifest(1).run_id != "second"  # version 1 untouched
+    assert registry.manifest(2).run_id == "second"
 
 
 def test_load_model_returns_the_fitted_model(registry, model_files):
@@ -170,6 +176,45 @@ def test_tampered_model_is_refused(registry, model_files, tmp_path):
         model_files["schema"].read_bytes())
     with pytest.raises(RegistryError, match="no file 'nope'"):
         registry.download_verified(version, "nope", tmp_path / "nope")
+
+
+def test_a_bad_lineage_claims_no_version_number(registry, model_files):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        registry.publish({MODEL_FILE: model_files["good"]}, {"metrics": {}})  # not a Lineage
+    assert registry.store.list(f"registry/{MODEL}") == []
+
+
+def test_a_damaged_manifest_is_an_error_naming_the_file(registry, model_files):
+    from keel.contracts import ContractError
+
+    version = publish(registry, model_files)
+    key = f"registry/{MODEL}/versions/{version}/manifest.json"
+    overwrite(registry.store, key, b'{"model": "credit", "version": ')
+    with pytest.raises(ContractError, match="version manifest") as info:
+        registry.manifest(version)
+    assert registry.store.url(key) in str(info.value)
+    assert str(info.value).startswith("[registry] ")
+
+
+def test_manifests_written_by_keel_0_1_0_still_read(tmp_path):
+    import shutil
+
+    try:
+        from factories import STORE_0_1_0
+    except ImportError:
+        from tests.factories import STORE_0_1_0
+    shutil.copytree(STORE_0_1_0, tmp_path / "store")
+    registry = Registry(LocalStore(tmp_path / "store"), "credit")
+    assert registry.versions() == [1, 2]
+    first, second = registry.manifest(1), registry.manifest(2)
+    assert first.schema_version == second.schema_version == 1
+    assert first.baseline is None and second.baseline is not None
+    assert second.baseline.version == 1 and second.decision.passed is False
+    assert second.decision.checks[0].metric == "roc_auc"
+    assert second.excluded_columns == {}  # not recorded by 0.1.0: the default
+    assert registry.alias().version == 1
 
 
 # -- aliases and events ----------------------------------------------------------------------------
@@ -278,7 +323,8 @@ def _publish_worker(store_uri, writer, model_path, barrier, results) -> None:
     barrier.wait(timeout=60)
     versions = []
     for i in range(PUBLISHES_PER_WORKER):
-        versions.append(registry.publish({MODEL_FILE: model_path}, {"writer": writer, "n": i}))
+        manifest = registry.publish({MODEL_FILE: model_path}, lineage(run_id=f"{writer}-{i}"))
+        versions.append(manifest.version)
     results.put((writer, versions))
 
 
@@ -329,10 +375,10 @@ def test_concurrent_publishers_get_distinct_versions(store_uri, tmp_path):
     for writer, versions in results.items():
         for version in versions:
             manifest = registry.manifest(version)
-            assert manifest["writer"] == writer
+            assert manifest.run_id.startswith(f"{writer}-")
             data = registry.store.read_bytes(f"registry/{MODEL}/versions/{version}/{MODEL_FILE}")
             assert data == paths[writer].read_bytes()
-            assert sha256(data) == manifest["files"][MODEL_FILE]["sha256"]
+            assert sha256(data) == manifest.files[MODEL_FILE].sha256
 
 
 def test_concurrent_promotions_from_the_same_generation_one_wins(store_uri, model_files):

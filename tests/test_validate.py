@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from keel.contracts import ColumnInfo, ContractError, TableSchema
 from keel.errors import DataValidationError, ParameterError, SchemaError
 from keel.validate import (
     MAX_CATEGORIES,
@@ -41,7 +43,7 @@ def table(**columns: Any) -> pd.DataFrame:
 
 
 def check(tmp_path: Path, frame: pd.DataFrame | pa.Table, target: str = "status",
-          task: str = "auto") -> dict[str, Any]:
+          task: str = "auto") -> TableSchema:
     snapshot = tmp_path / "snapshot.parquet"
     if isinstance(frame, pa.Table):
         pq.write_table(frame, snapshot)
@@ -50,9 +52,16 @@ def check(tmp_path: Path, frame: pd.DataFrame | pa.Table, target: str = "status"
     return validate(str(snapshot), target, task, str(tmp_path / "valid.parquet"))
 
 
-def column(schema: dict[str, Any], name: str) -> dict[str, Any]:
-    (found,) = [c for c in schema["columns"] if c["name"] == name]
+def column(schema: TableSchema, name: str) -> ColumnInfo:
+    (found,) = [c for c in schema.columns if c.name == name]
     return found
+
+
+def round_trips(schema: TableSchema) -> TableSchema:
+    """The schema read back from its JSON: equal to the schema (a NaN would not be)."""
+    again = TableSchema.from_json(schema.to_json())
+    assert again == schema
+    return again
 
 
 def assert_validate_message(error: Exception) -> str:
@@ -67,20 +76,23 @@ def assert_validate_message(error: Exception) -> str:
 def test_a_clean_table_is_described_completely(tmp_path):
     schema = check(tmp_path, table())
 
-    assert schema["target"] == "status" and schema["task"] == "classification"
-    assert schema["classes"] == ["bad", "good"]
-    assert (schema["rows_in"], schema["rows"], schema["rows_dropped_missing_target"]) == (60, 60, 0)
-    assert schema["numeric_features"] == ["income"]
-    assert schema["categorical_features"] == ["home"]
-    assert schema["excluded"] == {}
-    assert [c["name"] for c in schema["columns"]] == ["income", "home", "status"]
-    assert column(schema, "status")["role"] == "target"
-    assert column(schema, "income")["stats"] == {
+    assert isinstance(schema, TableSchema)
+    assert schema.target == "status" and schema.task == "classification"
+    assert schema.classes == ["bad", "good"]
+    assert (schema.rows_in, schema.rows, schema.rows_dropped_missing_target) == (60, 60, 0)
+    assert schema.numeric_features == ["income"]
+    assert schema.categorical_features == ["home"]
+    assert schema.excluded == {} and schema.infinite_values == {}
+    assert [c.name for c in schema.columns] == ["income", "home", "status"]
+    assert [(c.kind, c.role) for c in schema.columns] == [
+        ("numeric", "feature"), ("categorical", "feature"), ("categorical", "target")]
+    assert column(schema, "income").stats == {
         "mean": pytest.approx(400.0), "std": pytest.approx(np.linspace(100, 700, 60).std(ddof=1)),
         "min": 100.0, "max": 700.0,
     }
-    assert column(schema, "home")["stats"] == {"top": {"rent": 20, "owner": 20, "parents": 20}}
-    json.dumps(schema, allow_nan=False)
+    assert column(schema, "home").stats == {"top": {"rent": 20, "owner": 20, "parents": 20}}
+    assert schema.schema_hash == schema_hash(schema.columns)
+    round_trips(schema)
     written = pd.read_parquet(tmp_path / "valid.parquet")
     pd.testing.assert_frame_equal(written, table(), check_dtype=False)
 
@@ -116,7 +128,7 @@ def test_rows_with_a_missing_target_are_dropped_and_counted(tmp_path):
 
     schema = check(tmp_path, table(status=status))
 
-    assert (schema["rows_in"], schema["rows_dropped_missing_target"], schema["rows"]) == (60, 3, 57)
+    assert (schema.rows_in, schema.rows_dropped_missing_target, schema.rows) == (60, 3, 57)
     written = pd.read_parquet(tmp_path / "valid.parquet")
     assert len(written) == 57 and written["status"].notna().all()
     assert written["income"].tolist() == [v for i, v in enumerate(table()["income"])
@@ -139,8 +151,26 @@ def test_invalid_task_is_a_parameter_error(tmp_path):
     with pytest.raises(ParameterError) as caught:
         check(tmp_path, table(), task="clustering")
     message = assert_validate_message(caught.value)
-    assert "'task'" in message and "'clustering'" in message
-    assert "auto, classification, regression" in message
+    assert message == ("[validate] The 'task' parameter of validate must be one of auto, "
+                       "classification, regression. Got 'clustering'.")
+
+
+@pytest.mark.parametrize("task", ["Classification", "", None])
+def test_infer_task_checks_the_task_through_the_settings_table(task):
+    with pytest.raises(ParameterError) as caught:
+        infer_task(pd.Series(["yes", "no"], name="y"), task)
+    assert str(caught.value) == (
+        "[validate] The 'task' parameter of validate must be one of auto, classification, "
+        f"regression. Got {task!r}.")
+
+
+@pytest.mark.parametrize("target", ["", "   "])
+def test_a_blank_target_is_a_parameter_error(tmp_path, target):
+    with pytest.raises(ParameterError) as caught:
+        check(tmp_path, table(), target=target)
+    message = assert_validate_message(caught.value)
+    assert message == ("[validate] The 'target' parameter of validate must be a non-empty "
+                       f"string. Got {target!r}.")
 
 
 # --- task inference ----------------------------------------------------------------------------
@@ -173,16 +203,24 @@ def test_explicit_task_wins_over_inference():
 
 def test_bool_target_gives_two_boolean_classes(tmp_path):
     schema = check(tmp_path, table(status=[True, False] * (ROWS // 2)))
-    assert schema["task"] == "classification"
-    assert schema["classes"] == [False, True]
-    assert all(type(c) is bool for c in schema["classes"])
-    json.dumps(schema, allow_nan=False)
+    assert schema.task == "classification"
+    assert schema.classes == [False, True]
+    assert all(type(c) is bool for c in schema.classes)
+    # JSON true/false must come back as bool, not as the ints 1/0
+    assert all(type(c) is bool for c in round_trips(schema).classes)
+
+
+def test_integer_classes_stay_integers_through_json(tmp_path):
+    schema = check(tmp_path, table(status=[0, 1, 2] * (ROWS // 3)))
+    assert schema.classes == [0, 1, 2]
+    assert all(type(c) is int for c in round_trips(schema).classes)
 
 
 def test_integer_target_with_many_values_is_regression(tmp_path):
     schema = check(tmp_path, table(status=np.arange(ROWS) * 3 % 47))
-    assert schema["task"] == "regression" and schema["classes"] is None
-    assert column(schema, "status")["kind"] == "numeric"
+    assert schema.task == "regression" and schema.classes is None
+    assert column(schema, "status").kind == "numeric"
+    assert column(schema, "status").role == "target"
 
 
 @pytest.mark.parametrize("values", [["good", "bad"] * (ROWS // 2), [True, False] * (ROWS // 2)])
@@ -214,7 +252,7 @@ def test_a_class_with_one_row_is_a_data_validation_error_naming_it(tmp_path):
 def test_unused_categories_of_a_categorical_target_are_not_classes(tmp_path):
     status = pd.Categorical(["good", "bad"] * (ROWS // 2), categories=["bad", "good", "unknown"])
     schema = check(tmp_path, table(status=status))
-    assert schema["classes"] == ["bad", "good"]
+    assert schema.classes == ["bad", "good"]
 
     one_class = pd.Categorical(["good"] * ROWS, categories=["bad", "good"])
     with pytest.raises(DataValidationError, match="every row has 'good'"):
@@ -240,47 +278,50 @@ def test_unusable_columns_are_excluded_with_a_reason(tmp_path):
     expected_kinds = {"row_id": "identifier", "customer": "identifier", "note": "text",
                       "country": "constant", "comment": "empty", "signed": "datetime"}
     for name, kind in expected_kinds.items():
-        assert column(schema, name)["kind"] == kind, name
-        assert column(schema, name)["role"] == "excluded", name
-    assert set(schema["excluded"]) == set(expected_kinds)
-    assert "consecutive" in schema["excluded"]["row_id"]
-    assert "unique for every row" in schema["excluded"]["customer"]
-    assert "free text" in schema["excluded"]["note"] and "55 distinct" in schema["excluded"]["note"]
-    assert "'ES'" in schema["excluded"]["country"]
-    assert "missing" in schema["excluded"]["comment"]
-    assert schema["numeric_features"] == ["income"]
-    assert schema["categorical_features"] == ["home"]
+        assert column(schema, name).kind == kind, name
+        assert column(schema, name).role == "excluded", name
+        assert column(schema, name).reason == schema.excluded[name], name
+    assert set(schema.excluded) == set(expected_kinds)
+    assert "consecutive" in schema.excluded["row_id"]
+    assert "unique for every row" in schema.excluded["customer"]
+    assert "free text" in schema.excluded["note"] and "55 distinct" in schema.excluded["note"]
+    assert "'ES'" in schema.excluded["country"]
+    assert "missing" in schema.excluded["comment"]
+    assert schema.numeric_features == ["income"]
+    assert schema.categorical_features == ["home"]
+    round_trips(schema)
 
 
 def test_unique_but_not_consecutive_integers_stay_numeric(tmp_path):
     schema = check(tmp_path, table(amount=np.arange(ROWS) * 7 + 3))
-    assert column(schema, "amount")["kind"] == "numeric"
-    assert "amount" in schema["numeric_features"]
+    assert column(schema, "amount").kind == "numeric"
+    assert "amount" in schema.numeric_features
 
 
 def test_few_distinct_strings_are_categorical_not_text(tmp_path):
     values = [f"a long category label number {i % MAX_CATEGORIES}" for i in range(ROWS)]
     schema = check(tmp_path, table(segment=values))
-    assert column(schema, "segment")["kind"] == "categorical"
+    assert column(schema, "segment").kind == "categorical"
 
 
 def test_bool_and_missing_values_in_features(tmp_path):
     flag = [True, False, None] * (ROWS // 3)
     amount = [1.5, None, 3.0, 4.0] * (ROWS // 4)
     schema = check(tmp_path, table(flag=flag, amount=amount))
-    assert "flag" in schema["categorical_features"]
-    assert "amount" in schema["numeric_features"]
-    assert column(schema, "flag")["missing"] == 20 and column(schema, "flag")["unique"] == 2
-    assert column(schema, "amount")["missing"] == 15
+    assert "flag" in schema.categorical_features
+    assert "amount" in schema.numeric_features
+    assert column(schema, "flag").missing == 20 and column(schema, "flag").unique == 2
+    assert column(schema, "amount").missing == 15
 
 
 def test_infinite_values_are_read_as_missing_and_counted(tmp_path):
     schema = check(tmp_path, table(ratio=[1.0, np.inf, 2.0, -np.inf] * (ROWS // 4)))
-    assert schema["infinite_values"] == {"ratio": ROWS // 2}
+    assert schema.infinite_values == {"ratio": ROWS // 2}
     ratio = column(schema, "ratio")
-    assert ratio["missing"] == ROWS // 2 and ratio["role"] == "feature"
-    assert ratio["stats"]["min"] == 1.0 and ratio["stats"]["max"] == 2.0
-    json.dumps(schema, allow_nan=False)
+    assert ratio.missing == ROWS // 2 and ratio.role == "feature"
+    assert ratio.stats["min"] == 1.0 and ratio.stats["max"] == 2.0
+    assert all(math.isfinite(v) for v in ratio.stats.values())
+    round_trips(schema)
     written = pd.read_parquet(tmp_path / "valid.parquet")["ratio"]
     assert written.isna().sum() == ROWS // 2 and not np.isinf(written).any()
     assert "infinite values read as missing: ratio (" in report_markdown(schema)
@@ -290,8 +331,8 @@ def test_an_infinite_regression_target_drops_its_row(tmp_path):
     price = np.linspace(1.0, 99.0, ROWS)
     price[3] = np.inf
     schema = check(tmp_path, table(price=price), target="price")
-    assert schema["task"] == "regression"
-    assert schema["rows_dropped_missing_target"] == 1 and schema["rows"] == ROWS - 1
+    assert schema.task == "regression"
+    assert schema.rows_dropped_missing_target == 1 and schema.rows == ROWS - 1
 
 
 def test_report_escapes_pipes_in_column_names(tmp_path):
@@ -314,11 +355,11 @@ def test_no_usable_feature_is_a_data_validation_error_with_the_reasons(tmp_path)
 
 
 def test_schema_hash_depends_on_the_schema_not_the_values(tmp_path):
-    first = check(tmp_path, table())["schema_hash"]
-    again = check(tmp_path, table())["schema_hash"]
-    other_values = check(tmp_path, table(income=np.linspace(5.0, 9.0, ROWS)))["schema_hash"]
-    int_income = check(tmp_path, table(income=np.arange(ROWS) * 10 % 37))["schema_hash"]
-    renamed = check(tmp_path, table().rename(columns={"home": "housing"}))["schema_hash"]
+    first = check(tmp_path, table()).schema_hash
+    again = check(tmp_path, table()).schema_hash
+    other_values = check(tmp_path, table(income=np.linspace(5.0, 9.0, ROWS))).schema_hash
+    int_income = check(tmp_path, table(income=np.arange(ROWS) * 10 % 37)).schema_hash
+    renamed = check(tmp_path, table().rename(columns={"home": "housing"})).schema_hash
 
     assert len(first) == 64
     assert first == again == other_values
@@ -327,11 +368,17 @@ def test_schema_hash_depends_on_the_schema_not_the_values(tmp_path):
 
 
 def test_schema_hash_function_covers_name_type_kind_and_role():
-    base = [{"name": "a", "dtype": "float64", "kind": "numeric", "role": "feature"}]
-    assert schema_hash(base) == schema_hash([dict(base[0], missing=3, stats={"x": 1})])
+    fields = {"name": "a", "dtype": "float64", "kind": "numeric", "role": "feature",
+              "missing": 0, "unique": 10}
+    base = [ColumnInfo(**fields)]
+    same_schema = ColumnInfo(**{**fields, "missing": 3, "unique": 4, "reason": "r",
+                                "stats": {"x": 1}})
+    assert schema_hash(base) == schema_hash([same_schema])
     for key, value in [("name", "b"), ("dtype", "int64"), ("kind", "categorical"),
                        ("role", "excluded")]:
-        assert schema_hash([dict(base[0], **{key: value})]) != schema_hash(base), key
+        assert schema_hash([ColumnInfo(**{**fields, key: value})]) != schema_hash(base), key
+    other = ColumnInfo(**{**fields, "name": "b"})
+    assert schema_hash([base[0], other]) != schema_hash([other, base[0]])  # order counts
 
 
 def test_report_markdown_has_every_column_and_the_counts(tmp_path):
@@ -358,7 +405,9 @@ def test_run_writes_the_dataset_schema_and_report(tmp_path):
 
     schema = run(str(snapshot), "status", "auto", *(str(p) for p in out.values()))
 
-    assert json.loads(out["schema.json"].read_text()) == schema
+    assert isinstance(schema, TableSchema)
+    assert TableSchema.read(out["schema.json"], stage="preprocess") == schema
+    assert json.loads(out["schema.json"].read_text()) == schema.to_dict()
     assert out["report.md"].read_text() == report_markdown(schema)
     assert len(pd.read_parquet(out["valid.parquet"])) == ROWS
 
@@ -376,3 +425,111 @@ def test_run_reports_its_error_through_keel_error_file(tmp_path, monkeypatch):
     assert written["type"] == "SchemaError" and written["stage"] == "validate"
     assert "'nope'" in written["message"]
     assert not (tmp_path / "b").exists()
+
+
+# --- the schema document as a contract ---------------------------------------------------------
+
+
+def regression_with_repairs() -> pd.DataFrame:
+    price = np.linspace(1.0, 99.0, ROWS)
+    price[3] = np.inf
+    return table(price=price, ratio=[1.0, np.inf, 2.0, None] * (ROWS // 4), country="ES",
+                 customer=[f"C-{i:05d}" for i in range(ROWS)])
+
+
+@pytest.mark.parametrize(
+    ("frame", "target"),
+    [(table(), "status"), (table(status=[True, False] * (ROWS // 2)), "status"),
+     (table(status=[0, 1, 2] * (ROWS // 3)), "status"), (regression_with_repairs(), "price")],
+    ids=["strings", "bools", "ints", "regression-with-repairs"],
+)
+def test_the_schema_round_trips_through_its_file(tmp_path, frame, target):
+    schema = check(tmp_path, frame, target=target)
+    path = tmp_path / "schema.json"
+
+    schema.write(path)
+    again = TableSchema.read(path, stage="preprocess")
+
+    assert again == schema
+    assert [type(c) for c in again.classes or []] == [type(c) for c in schema.classes or []]
+    assert json.loads(path.read_text()) == schema.to_dict()  # the file is plain, strict JSON
+    assert again.schema_hash == schema_hash(again.columns)
+
+
+def test_the_repairs_survive_the_round_trip(tmp_path):
+    schema = check(tmp_path, regression_with_repairs(), target="price")
+    schema.write(tmp_path / "schema.json")
+    again = TableSchema.read(tmp_path / "schema.json")
+    assert again.task == "regression" and again.classes is None
+    assert again.rows_dropped_missing_target == 1 and again.rows == ROWS - 1
+    assert again.infinite_values == {"price": 1, "ratio": ROWS // 4}
+    assert set(again.excluded) == {"country", "customer"}
+
+
+def written_schema(tmp_path: Path, **changes: Any) -> Path:
+    """A schema file validate wrote, with top-level fields changed (None: field removed)."""
+    document = check(tmp_path, table()).to_dict()
+    for name, value in changes.items():
+        if value is None:
+            del document[name]
+        else:
+            document[name] = value
+    path = tmp_path / "schema.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_a_field_of_the_wrong_type_is_a_contract_error_naming_the_field_and_the_file(tmp_path):
+    path = written_schema(tmp_path, rows="60")
+
+    with pytest.raises(ContractError) as caught:
+        TableSchema.read(path, stage="preprocess")
+
+    assert caught.value.stage == "preprocess"
+    message = str(caught.value)
+    assert message.startswith(f"[preprocess] The schema document ({path}) is not valid: ")
+    assert "field 'rows'" in message and "got '60'" in message
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "detail"),
+    [({"task": "clustering"}, "'task'", "got 'clustering'"),
+     ({"classes": None}, "'classes'", "is missing"),
+     ({"rows_in": -1}, "'rows_in'", "got -1"),
+     ({"schema_hash": None}, "'schema_hash'", "is missing"),
+     ({"owner": "someone"}, "'owner'", "got 'someone'")],
+)
+def test_a_damaged_schema_file_is_a_contract_error(tmp_path, changes, field, detail):
+    path = written_schema(tmp_path, **changes)
+    with pytest.raises(ContractError) as caught:
+        TableSchema.read(path, stage="preprocess")
+    message = str(caught.value)
+    assert str(path) in message and f"field {field}" in message and detail in message
+
+
+def test_a_wrong_type_inside_a_column_names_the_nested_field(tmp_path):
+    columns = check(tmp_path, table()).to_dict()["columns"]
+    columns[1]["missing"] = 1.5
+    path = written_schema(tmp_path, columns=columns)
+    with pytest.raises(ContractError, match=r"field 'columns\.1\.missing'.*got 1\.5"):
+        TableSchema.read(path, stage="preprocess")
+
+
+def test_classes_that_do_not_match_the_task_are_a_contract_error(tmp_path):
+    path = written_schema(tmp_path, task="regression")
+    with pytest.raises(ContractError) as caught:
+        TableSchema.read(path, stage="train")
+    assert str(caught.value).startswith(f"[train] The schema document ({path}) is not valid: ")
+    assert "classes must be a list for classification and null for regression" in str(caught.value)
+
+
+def test_a_date_target_is_refused_with_what_to_do(tmp_path):
+    from keel.validate import validate
+
+    frame = pd.DataFrame({"when": pd.to_datetime(["2026-01-01", "2026-02-01"] * 10),
+                          "x": range(20)})
+    snapshot = tmp_path / "snapshot.parquet"
+    frame.to_parquet(snapshot)
+    with pytest.raises(SchemaError, match="'when' holds dates or times.*Convert it"):
+        validate(str(snapshot), "when", "auto", str(tmp_path / "out.parquet"))
+    assert not (tmp_path / "out.parquet").exists()

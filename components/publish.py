@@ -1,10 +1,12 @@
 from kfp import dsl
 
 from keel.images import image
+from keel.settings import document_settings
 
 
-@dsl.component(base_image=image("register"), install_kfp_package=False)
-def register(
+@dsl.component(base_image=image("publish"), install_kfp_package=False)
+@document_settings
+def publish(
     store: str,
     model_name: str,
     model: dsl.Input[dsl.Model],
@@ -16,26 +18,25 @@ def register(
     ingest_info: str,
     run_id: str,
 ) -> str:
-    """Write an immutable model version with its lineage; move production only on a pass.
+    """Write an immutable model version with its lineage manifest (never moves production).
 
     Args:
-        store: Registry root: a local folder or gs://bucket/prefix.
-        model_name: Registry name of the model.
         model: The candidate model directory (model.joblib).
         snapshot: The ingested data, kept content-addressed in the store.
         schema: The schema document from validate.
         feature_spec: The feature spec from preprocess.
         record: The training record from train.
         decision: The decision record from evaluate.
-        ingest_info: The ingest summary as JSON (data version, rows, source).
+        ingest_info: The ingest result as JSON (data version, rows, source).
         run_id: The KFP run id, recorded in the manifest.
 
     Returns:
-        JSON run summary: status, version, production_version, metrics, baseline, decision.
+        JSON publication: model, store and the new version number.
     """
     import os
 
-    from keel.register import run
+    from keel.publish import run
 
     return run(store, model_name, os.path.join(model.path, "model.joblib"), snapshot.path,
-               schema.path, feature_spec.path, record.path, decision.path, ingest_info, run_id)
+               schema.path, feature_spec.path, record.path, decision.path, ingest_info,
+               run_id).to_json()

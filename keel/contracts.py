@@ -1,0 +1,433 @@
+"""What flows between stages, as types: one pydantic model per artifact, with a JSON round trip.
+
+Every stage writes its structured outputs through these models and reads its inputs through them,
+so no stage reads another's dict by key, and an artifact that is missing a field or has a field of
+the wrong type is refused at once with a :class:`ContractError` naming the artifact and the field.
+The registry's ``manifest.json`` is a :class:`Manifest`.
+
+Each document carries ``schema_version``. Keel 0.1.0 wrote none: such a document is version 1,
+whose fields are a subset of version 2's, so it reads unchanged. A document from a newer Keel is
+refused with a message that says so, rather than half understood.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from keel.errors import KeelError
+
+SCHEMA_VERSION = 2
+LEGACY_SCHEMA_VERSION = 1  # documents written by Keel 0.1.0, which had no schema_version
+READING = "keel.reading"  # validation context: a stored document, not one being made
+
+Task = Literal["classification", "regression"]
+Encoding = Literal["auto", "onehot", "ordinal"]
+Scalar = bool | int | float | str
+JsonValue = Scalar | None | list[Any] | dict[str, Any]
+
+
+class ContractError(KeelError):
+    """A stage artifact or registry document does not have the fields and types it must have."""
+
+    stage = "contracts"
+
+
+class Contract(BaseModel):
+    """Base of every artifact and of its parts: strict types, no unknown fields, immutable."""
+
+    # NaN and inf would be written as null and refused only by the next stage: refuse them here.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+    artifact: ClassVar[str] = "artifact"
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, origin: str = "", stage: str | None = None) -> Self:
+        """Parse and check a JSON document; :class:`ContractError` names the first bad field."""
+        try:
+            return cls.model_validate_json(text, context={READING: True})
+        except ValidationError as exc:
+            raise contract_error(cls.artifact, exc, origin, stage) from None
+
+    @classmethod
+    def from_dict(cls, doc: Any, *, origin: str = "", stage: str | None = None) -> Self:
+        """Check an already parsed document (JSON types: dicts, lists, str, numbers, bool, None)."""
+        try:
+            return cls.model_validate(doc, context={READING: True})
+        except ValidationError as exc:
+            raise contract_error(cls.artifact, exc, origin, stage) from None
+
+    @classmethod
+    def read(cls, path: str | Path, *, stage: str | None = None) -> Self:
+        """Read the artifact file a previous stage wrote."""
+        return cls.from_json(Path(path).read_bytes(), origin=str(path), stage=stage)
+
+    def to_json(self) -> str:
+        """Compact JSON, keys in declaration order; ints stay ints (KFP numbers would be floats)."""
+        return self.model_dump_json()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The document as plain JSON types."""
+        return self.model_dump(mode="json")
+
+    def write(self, path: str | Path) -> None:
+        """Write the artifact file, indented for people reading it in the dashboard."""
+        Path(path).write_text(self.model_dump_json(indent=2) + "\n")
+
+
+def contract_error(
+    artifact: str, exc: ValidationError, origin: str = "", stage: str | None = None
+) -> ContractError:
+    """One line: the artifact, where it came from, the first bad field, what was expected and got."""
+    first = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in first["loc"])
+    where = f" ({origin})" if origin else ""
+    got = first.get("input")
+    shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    more = f" ({exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+    message = first["msg"].removeprefix("Value error, ")
+    if not field:  # the document as a whole: not JSON, not an object, or a rule across fields
+        detail = message
+    elif first["type"] == "missing":
+        detail = f"field {field!r} is missing"
+    else:
+        detail = f"field {field!r}: {message}; got {shown}"
+    return ContractError(f"The {artifact}{where} is not valid: {detail}{more}.", stage=stage)
+
+
+class Document(Contract):
+    """A whole artifact file or registry document: it carries its ``schema_version``."""
+
+    schema_version: int = SCHEMA_VERSION
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_schema_version(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        found = data.get("schema_version")
+        if isinstance(found, int) and found > SCHEMA_VERSION:
+            raise ValueError(
+                f"it was written by a newer Keel (schema_version {found}) and this Keel reads "
+                f"up to {SCHEMA_VERSION}: upgrade Keel to read it"
+            )
+        if found is None and (info.context or {}).get(READING):
+            data = {**data, "schema_version": LEGACY_SCHEMA_VERSION}  # written by Keel 0.1.0
+        return data
+
+
+# -- ingest -----------------------------------------------------------------------------------
+class IngestResult(Document):
+    """What ingest read: the source, its format and the data version (sha256 of the rows)."""
+
+    artifact: ClassVar[str] = "ingest result"
+    source: str
+    format: str
+    data_version: str = Field(pattern=r"^[0-9a-f]{64}$")
+    rows: int = Field(ge=0)
+    columns: list[str]
+
+
+# -- validate ---------------------------------------------------------------------------------
+ColumnKind = Literal[
+    "numeric", "categorical", "text", "identifier", "datetime", "empty", "constant"
+]
+
+
+class ColumnInfo(Contract):
+    """One column of the validated table: its kind, its role, and why it is excluded if it is."""
+
+    artifact: ClassVar[str] = "column description"
+    name: str
+    dtype: str
+    kind: ColumnKind
+    role: Literal["feature", "target", "excluded"]
+    missing: int = Field(ge=0)
+    unique: int = Field(ge=0)
+    reason: str = ""
+    stats: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class TableSchema(Document):
+    """The validate stage's schema document: task, classes, rows kept, and every column."""
+
+    artifact: ClassVar[str] = "schema document"
+    target: str
+    task: Task
+    classes: list[Scalar] | None
+    rows_in: int = Field(ge=0)
+    rows_dropped_missing_target: int = Field(ge=0)
+    rows: int = Field(ge=0)
+    infinite_values: dict[str, int]
+    numeric_features: list[str]
+    categorical_features: list[str]
+    excluded: dict[str, str]
+    columns: list[ColumnInfo]
+    schema_hash: str
+
+    @model_validator(mode="after")
+    def _classes_match_task(self) -> Self:
+        if (self.task == "classification") != (self.classes is not None):
+            raise ValueError("classes must be a list for classification and null for regression")
+        return self
+
+
+# -- preprocess -------------------------------------------------------------------------------
+class FeatureSpec(Document):
+    """The feature transformer as data: which columns are numeric or categorical, and encoding."""
+
+    artifact: ClassVar[str] = "feature spec"
+    target: str
+    task: Task
+    numeric: list[str]
+    categorical: list[str]
+    encoding: Encoding
+
+    @property
+    def features(self) -> list[str]:
+        """The model's input columns, in the transformer's order (numeric, then categorical)."""
+        return self.numeric + self.categorical
+
+
+class SplitResult(Document):
+    """Rows on each side of the split."""
+
+    artifact: ClassVar[str] = "split result"
+    train_rows: int = Field(ge=0)
+    test_rows: int = Field(ge=0)
+
+
+# -- train ------------------------------------------------------------------------------------
+class TrainRecord(Document):
+    """What was fitted and how: estimator, user and effective parameters, rows, fit time."""
+
+    artifact: ClassVar[str] = "training record"
+    estimator: str
+    estimator_class: str
+    params: dict[str, JsonValue]
+    effective_params: dict[str, Scalar | None]
+    encoding: Encoding
+    features: list[str]
+    train_rows: int = Field(ge=0)
+    fit_seconds: float = Field(ge=0)
+    seed: int
+
+
+# -- evaluate ---------------------------------------------------------------------------------
+class Baseline(Contract):
+    """The production model re-scored on this run's test rows (``metrics`` None if it could not)."""
+
+    artifact: ClassVar[str] = "baseline"
+    version: int = Field(ge=1)
+    generation: int = Field(ge=0)
+    metrics: dict[str, float] | None
+    error: str | None = None
+
+
+class Check(Contract):
+    """One rule of the gate, with the numbers it compared."""
+
+    artifact: ClassVar[str] = "gate check"
+    metric: str
+    check: str
+    candidate: float | None
+    baseline: float | None = None
+    threshold: float | None = None
+    required: float | None
+    passed: bool
+    note: str | None = None
+
+
+class Override(Contract):
+    """A manual promotion whatever the checks said, and why."""
+
+    artifact: ClassVar[str] = "override"
+    reason: str = Field(min_length=1)
+    checks_passed: bool
+
+
+class Decision(Document):
+    """The decision record: every check, the baseline, any override. Promotion reads only this."""
+
+    artifact: ClassVar[str] = "decision record"
+    passed: bool
+    checks: list[Check]
+    baseline: Baseline | None
+    first_run: bool
+    thresholds: dict[str, dict[str, float]]
+    override: Override | None
+    notes: list[str]
+    metrics: dict[str, float]
+    test_rows: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.first_run != (self.baseline is None):
+            raise ValueError("first_run must be true exactly when there is no baseline")
+        checks_passed = all(check.passed for check in self.checks)
+        if self.passed != (checks_passed or self.override is not None):
+            raise ValueError("passed must be true exactly when every check passed or an override "
+                             "was given")
+        return self
+
+
+# -- publish ----------------------------------------------------------------------------------
+class FileDigest(Contract):
+    """The sha256 a stored file is checked against before it is loaded."""
+
+    artifact: ClassVar[str] = "file digest"
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class DataLineage(Contract):
+    """Which data a version was trained on: the ingest result, the stored snapshot, rows used."""
+
+    artifact: ClassVar[str] = "data lineage"
+    source: str
+    format: str
+    data_version: str
+    rows: int = Field(ge=0)
+    columns: list[str]
+    snapshot: str
+    rows_used: int = Field(ge=0)
+    rows_dropped_missing_target: int = Field(ge=0)
+
+
+class Environment(Contract):
+    """The code that made a version: package, commit, Python, scikit-learn, stage images."""
+
+    artifact: ClassVar[str] = "environment record"
+    keel: str
+    git_commit: str
+    python: str
+    scikit_learn: str
+    images: dict[str, str]
+    ran_in_image: str | None
+
+
+class Lineage(Document):
+    """Which data, features, parameters, code and images produced which results."""
+
+    artifact: ClassVar[str] = "lineage record"
+    data: DataLineage
+    schema_hash: str
+    task: Task
+    target: str
+    features: FeatureSpec
+    excluded_columns: dict[str, str] = Field(default_factory=dict)  # absent in version 1
+    training: TrainRecord
+    hyperparameters: dict[str, JsonValue]
+    metrics: dict[str, float]
+    baseline: Baseline | None
+    decision: Decision
+    environment: Environment
+    run_id: str
+
+
+class Manifest(Lineage):
+    """A version's ``manifest.json``, the commit point of a version: its lineage, name and files.
+
+    Written by the registry when it publishes; version 1 manifests (Keel 0.1.0) read unchanged.
+    """
+
+    artifact: ClassVar[str] = "version manifest"
+    model: str
+    version: int = Field(ge=1)
+    registered_at: str
+    files: dict[str, FileDigest]
+
+
+class Publication(Document):
+    """What publish returns: the version it wrote."""
+
+    artifact: ClassVar[str] = "publication"
+    model: str
+    store: str
+    version: int = Field(ge=1)
+
+
+# -- promote ----------------------------------------------------------------------------------
+class Promotion(Document):
+    """What promote did: whether the alias moved, and where production points now."""
+
+    artifact: ClassVar[str] = "promotion"
+    model: str
+    store: str
+    version: int = Field(ge=1)
+    promoted: bool
+    production_version: int | None
+    reason: str
+
+
+# -- the run summary (built by the CLI from the contracts above) ------------------------------
+class SummaryDecision(Contract):
+    """The part of the decision record a person reads in the summary."""
+
+    artifact: ClassVar[str] = "summary decision"
+    passed: bool
+    checks: list[Check]
+    first_run: bool
+    override: Override | None
+    notes: list[str]
+
+
+class SummaryBaseline(Contract):
+    """The baseline as the summary shows it (no generation: that is for promote)."""
+
+    artifact: ClassVar[str] = "summary baseline"
+    version: int
+    metrics: dict[str, float] | None
+    error: str | None = None
+
+
+class RunSummary(Document):
+    """What ``keel run`` prints (``--json``: this document on the last line of standard output)."""
+
+    artifact: ClassVar[str] = "run summary"
+    status: Literal["promoted", "rejected"]
+    model: str
+    store: str
+    version: int
+    production_version: int | None
+    data_version: str
+    rows: int
+    task: Task
+    metrics: dict[str, float]
+    baseline: SummaryBaseline | None
+    decision: SummaryDecision
+    excluded_columns: dict[str, str]
+    log: str
+
+    @classmethod
+    def of(cls, manifest: Manifest, promotion: Promotion, log: str) -> RunSummary:
+        """The summary of one run, from the version it published and what promote did."""
+        decision, baseline = manifest.decision, manifest.baseline
+        return cls(
+            status="promoted" if promotion.promoted else "rejected",
+            model=manifest.model,
+            store=promotion.store,
+            version=manifest.version,
+            production_version=promotion.production_version,
+            data_version=manifest.data.data_version,
+            rows=manifest.data.rows,
+            task=manifest.task,
+            metrics=manifest.metrics,
+            baseline=None if baseline is None else SummaryBaseline(
+                version=baseline.version, metrics=baseline.metrics, error=baseline.error),
+            decision=SummaryDecision(
+                passed=decision.passed, checks=decision.checks, first_run=decision.first_run,
+                override=decision.override, notes=decision.notes),
+            excluded_columns=manifest.excluded_columns,
+            log=log,
+        )

@@ -1,0 +1,115 @@
+"""Publish: write the immutable model version with its lineage manifest, through the registry.
+
+The manifest records which data (ingest result, stored snapshot), features, parameters, code
+(package version, git commit) and images produced which results (metrics, decision record).
+Publishing never moves production: that is the promote stage's job, so a smoke test or a
+deployment can sit between "this version exists" and "this version is production".
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib.metadata import version as installed_version
+from pathlib import Path
+
+from keel import __version__
+from keel.contracts import (
+    DataLineage,
+    Decision,
+    Environment,
+    FeatureSpec,
+    IngestResult,
+    Lineage,
+    Publication,
+    TableSchema,
+    TrainRecord,
+)
+from keel.errors import reports_errors
+from keel.images import image
+from keel.registry import MODEL_FILE, Registry
+from keel.settings import checked
+from keel.stages import STAGE_NAMES
+from keel.storage import open_store
+
+GIT_COMMIT_ENV = "KEEL_GIT_COMMIT"  # baked into the images at build time
+IN_IMAGE_ENV = "KEEL_IMAGE"  # set by each stage image to its own reference
+
+
+def git_commit() -> str:
+    """The code version: from the image, else from the checkout Keel runs from."""
+    if os.environ.get(GIT_COMMIT_ENV):
+        return os.environ[GIT_COMMIT_ENV]
+    here = Path(__file__).parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def stage_images() -> dict[str, str]:
+    """The stage images of this run: beside the image publish runs in, else as compiled here."""
+    own = os.environ.get(IN_IMAGE_ENV, "")
+    if not own:
+        return {stage: image(stage) for stage in STAGE_NAMES}
+    registry, tag = own.rsplit("/", 1)[0], own.rsplit(":", 1)[1]
+    return {stage: f"{registry}/{stage}:{tag}" for stage in STAGE_NAMES}
+
+
+def environment() -> Environment:
+    """The code and images this version was made with."""
+    return Environment(
+        keel=__version__,
+        git_commit=git_commit(),
+        python=platform.python_version(),
+        scikit_learn=installed_version("scikit-learn"),  # without importing it
+        images=stage_images(),
+        ran_in_image=os.environ.get(IN_IMAGE_ENV, "") or None,
+    )
+
+
+@reports_errors
+def run(
+    store: str, model: str, model_path: str, snapshot_path: str, schema_path: str,
+    spec_path: str, train_record_path: str, decision_path: str, ingest_json: str, run_id: str,
+) -> Publication:
+    """The publish stage: store the data snapshot, then the version's files and manifest."""
+    ingested = IngestResult.from_json(ingest_json, origin="the ingest output", stage="publish")
+    schema = TableSchema.read(schema_path, stage="publish")
+    spec = FeatureSpec.read(spec_path, stage="publish")
+    record = TrainRecord.read(train_record_path, stage="publish")
+    decision = Decision.read(decision_path, stage="publish")
+    registry = Registry(open_store(checked("store", store)), checked("model_name", model))
+    snapshot = registry.store_snapshot(snapshot_path, ingested.data_version)
+    lineage = Lineage(
+        data=DataLineage(
+            **ingested.model_dump(exclude={"schema_version"}), snapshot=snapshot,
+            rows_used=schema.rows, rows_dropped_missing_target=schema.rows_dropped_missing_target,
+        ),
+        schema_hash=schema.schema_hash,
+        task=schema.task,
+        target=schema.target,
+        features=spec,
+        excluded_columns=schema.excluded,
+        training=record,
+        hyperparameters=record.params,
+        metrics=decision.metrics,
+        baseline=decision.baseline,
+        decision=decision,
+        environment=environment(),
+        run_id=run_id,
+    )
+    manifest = registry.publish(
+        {MODEL_FILE: model_path, "schema.json": schema_path, "feature_spec.json": spec_path},
+        lineage,
+    )
+    return Publication(model=registry.model, store=registry.store.uri, version=manifest.version)

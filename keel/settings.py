@@ -1,0 +1,323 @@
+"""The one table of run settings: name, type, default, constraint and help of every setting.
+
+The ``keel run`` options are generated from it, the pipeline's docstring (the input descriptions
+users see in the dashboard) and the components' setting descriptions come from it, and a test
+fails when the pipeline signature disagrees with it. Every constraint runs twice with the same
+code: in :func:`check_settings` before the first stage starts (``keel run``), and in the stage
+that uses the setting (:func:`checked`), for runs submitted straight to Kubeflow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from keel.errors import ParameterError
+
+F = TypeVar("F", bound=Callable[..., Any])
+REQUIRED: Any = object()  # the pipeline cannot run without a value
+SAME: Any = object()  # the CLI default is the pipeline default
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One run setting, as the pipeline parameter ``name``."""
+
+    name: str
+    type: type
+    help: str
+    stage: str  # the stage that uses it: error messages name it
+    default: Any = REQUIRED
+    choices: tuple[str, ...] = ()
+    #: (this setting, value, the other settings) -> the value as the stage uses it, or a
+    #: ParameterError
+    check: Callable[[Setting, Any, Mapping[str, Any]], Any] | None = None
+    flag: str = ""  # CLI flag; default ``--`` + name with dashes
+    cli_default: Any = SAME
+    cli_help: str = ""  # when the CLI takes the value in another form than the pipeline
+    #: repeated CLI values (``--param a=1 --param b=2``) -> the pipeline value
+    from_cli: Callable[[tuple[str, ...]], Any] | None = None
+    metavar: str | None = None
+
+    @property
+    def cli_flag(self) -> str:
+        """The ``keel run`` option for this setting."""
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    def fail(self, expected: str, got: Any) -> ParameterError:
+        """A ParameterError in scikit-learn's shape, naming this setting and its stage."""
+        return ParameterError(
+            f"The {self.name!r} parameter of {self.stage} must be {expected}. Got {got!r}.",
+            stage=self.stage,
+        )
+
+
+# -- constraints ------------------------------------------------------------------------------
+def _text(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
+    if not isinstance(value, str):
+        raise setting.fail("a string", value)
+    return value
+
+
+def _non_empty(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise setting.fail("a non-empty string", value)
+    return value
+
+
+def _choice(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
+    if value not in setting.choices:
+        raise setting.fail(f"one of {', '.join(setting.choices)}", value)
+    return str(value)
+
+
+def _fraction(setting: Setting, value: Any, values: Mapping[str, Any]) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise setting.fail("a number in (0, 1)", value)
+    if not (math.isfinite(value) and 0.0 < value < 1.0):
+        raise setting.fail("a finite fraction strictly between 0 and 1", value)
+    return float(value)
+
+
+def _seed(setting: Setting, value: Any, values: Mapping[str, Any]) -> int:
+    # KFP hands ints to a component as floats (protobuf numbers): accept 3.0, refuse 3.5.
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) \
+            or not 0 <= value < 2**32:
+        raise setting.fail("an integer in [0, 2**32)", value)
+    return int(value)
+
+
+def _source(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
+    from keel.sources import check_source_uri
+
+    return check_source_uri(_non_empty(setting, value, values))
+
+
+def _store(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
+    from keel.storage import check_store_uri
+
+    return check_store_uri(_non_empty(setting, value, values))
+
+
+def _model_name(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
+    from keel.registry import check_model_name
+
+    return check_model_name(value, stage=setting.stage)
+
+
+def _estimator(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
+    from keel.estimators import get_estimator
+
+    return get_estimator(value, stage=setting.stage).name
+
+
+def _params(setting: Setting, value: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON object (so 1 and 1.0 stay apart, as scikit-learn needs), valid for the estimator."""
+    from keel.estimators import check_params
+
+    try:
+        params = json.loads(value or "{}") if isinstance(value, str) else value
+    except ValueError as exc:
+        raise setting.fail(f"a JSON object ({exc})", value) from None
+    if not isinstance(params, dict):
+        raise setting.fail("a JSON object of hyperparameters", value)
+    estimator = _estimator(SETTINGS["estimator"], values.get("estimator", DEFAULTS["estimator"]),
+                           values)
+    check_params(estimator, values.get("task", "auto"), params)
+    return params
+
+
+def _thresholds(setting: Setting, value: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+    from keel.evaluate import check_thresholds
+
+    if not isinstance(value, dict):
+        raise setting.fail("a mapping of metric to rules", value)
+    return check_thresholds(value, values.get("task", "auto"))
+
+
+def _source_format(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
+    from keel.sources import check_format_name
+
+    return check_format_name(value)
+
+
+def _formats() -> tuple[str, ...]:
+    from keel.sources import FORMAT_NAMES
+
+    return ("auto", *FORMAT_NAMES)
+
+
+def _estimators() -> tuple[str, ...]:
+    from keel.estimators import ESTIMATORS
+
+    return tuple(ESTIMATORS)
+
+
+def _default_estimator() -> str:
+    from keel.estimators import DEFAULT_ESTIMATOR
+
+    return DEFAULT_ESTIMATOR
+
+
+# -- the CLI's forms of the two structured settings ---------------------------------------------
+def parse_param_value(text: str) -> Any:
+    """``5`` -> 5, ``0.1`` -> 0.1, ``true`` -> True, ``none`` -> None, ``[1,2]`` -> list, else str."""
+    lowered = text.strip().lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def params_from_cli(pairs: tuple[str, ...]) -> str:
+    """``("max_depth=5",)`` -> ``'{"max_depth": 5}'``, the pipeline's JSON form."""
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ParameterError(
+                f"A --param must look like name=value (for example max_depth=5). Got {pair!r}.",
+                stage="train",
+            )
+        params[key.strip()] = parse_param_value(value)
+    return json.dumps(params)
+
+
+def thresholds_from_cli(items: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """``("roc_auc.lower=0.7",)`` -> ``{"roc_auc": {"lower": 0.7}}``."""
+    result: dict[str, dict[str, float]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        metric, dot, rule = key.partition(".")
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not sep or not dot or not math.isfinite(number):
+            raise ParameterError(
+                "A --threshold must look like METRIC.RULE=NUMBER with a finite number, for "
+                f"example roc_auc.lower=0.7 or rmse.min_relative_change=0.01. Got {item!r}.",
+                stage="evaluate",
+            )
+        result.setdefault(metric, {})[rule] = number
+    return result
+
+
+def default_model_name(source: str) -> str:
+    """``data/credit.csv`` -> ``credit``."""
+    stem = source.rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0].lower()
+    return re.sub(r"[^a-z0-9._-]+", "-", stem).strip("-._") or "model"
+
+
+# -- the table --------------------------------------------------------------------------------
+def _table() -> dict[str, Setting]:
+    entries = (
+        Setting("source", str, stage="ingest", check=_source,
+                help="Table to learn from: a local path or gs:// URI of a CSV, Parquet or "
+                     "JSON Lines file."),
+        Setting("target", str, stage="validate", check=_non_empty, help="Column to predict."),
+        Setting("store", str, stage="publish", check=_store, cli_default=".keel",
+                help="Registry root: gs://bucket/prefix, or a local folder."),
+        Setting("model_name", str, stage="publish", default="model", check=_model_name,
+                flag="--model", cli_default=None,
+                help="Registry name of the model: 1-63 lowercase letters, digits, '.', '_' "
+                     "or '-'.",
+                cli_help="Registry name of the model: 1-63 lowercase letters, digits, '.', '_' "
+                         "or '-' [default: the source's file name]."),
+        Setting("task", str, stage="validate", default="auto",
+                choices=("auto", "classification", "regression"), check=_choice,
+                help="auto (decided from the target), classification or regression."),
+        Setting("estimator", str, stage="train", default=_default_estimator(),
+                choices=_estimators(), check=_estimator,
+                help="Estimator family: " + ", ".join(_estimators()) + "."),
+        Setting("params", str, stage="train", default="{}", check=_params,
+                help='JSON object of hyperparameters for the scikit-learn estimator, e.g. '
+                     '{"max_depth": 5} (JSON, so 1 and 1.0 stay different, as scikit-learn '
+                     'needs).',
+                flag="--param", from_cli=params_from_cli, metavar="NAME=VALUE",
+                cli_help="Hyperparameter for the estimator (repeatable), e.g. max_depth=5: 5 is "
+                         "an int, 0.1 a float; true, none and JSON lists work; else a string."),
+        Setting("test_size", float, stage="preprocess", default=0.2, check=_fraction,
+                help="Fraction of rows held out to evaluate the candidate and production."),
+        Setting("seed", int, stage="preprocess", default=0, check=_seed,
+                help="Seed of the split and the estimator: same data and seed, same model."),
+        Setting("encoding", str, stage="preprocess", default="auto",
+                choices=("auto", "onehot", "ordinal"), check=_choice,
+                help="Categorical encoding; auto is the estimator's preferred one (one-hot for "
+                     "linear, ordinal for trees)."),
+        Setting("thresholds", dict, stage="evaluate", default={}, check=_thresholds,
+                help='Gate per metric, e.g. {"roc_auc": {"lower": 0.7, "min_absolute_change": '
+                     '0}}; empty means "no worse than production" on the primary metric.',
+                flag="--threshold", from_cli=thresholds_from_cli, metavar="METRIC.RULE=NUMBER",
+                cli_help="Gate rule (repeatable): RULE is lower, upper, min_relative_change or "
+                         "min_absolute_change. Default: no worse than production on the "
+                         "primary metric."),
+        Setting("override_reason", str, stage="evaluate", default="", check=_text,
+                help="Promote regardless of the gate, recording this reason."),
+        Setting("source_format", str, stage="ingest", default="auto", choices=_formats(),
+                check=_source_format, flag="--format",
+                help="Source format: auto (from the file name) or " + ", ".join(_formats()[1:])
+                     + "."),
+    )
+    return {entry.name: entry for entry in entries}
+
+
+SETTINGS: dict[str, Setting] = _table()
+DEFAULTS: dict[str, Any] = {s.name: s.default for s in SETTINGS.values() if s.default is not REQUIRED}
+
+
+def checked(name: str, value: Any, **others: Any) -> Any:
+    """Check one setting (``others``: the settings its constraint depends on); the value to use."""
+    setting = SETTINGS[name]
+    return setting.check(setting, value, others) if setting.check else value
+
+
+def check_settings(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check every setting before the first stage starts; the values as the stages use them."""
+    missing = [n for n, s in SETTINGS.items() if s.default is REQUIRED and values.get(n) is None]
+    if missing:
+        raise ParameterError(f"Missing required setting(s): {', '.join(missing)}.", stage="run")
+    unknown = sorted(set(values) - set(SETTINGS))
+    if unknown:
+        raise ParameterError(
+            f"Unknown setting(s) {', '.join(map(repr, unknown))}; settings are "
+            f"{', '.join(SETTINGS)}.",
+            stage="run",
+        )
+    full = {**DEFAULTS, **values}
+    return {name: checked(name, full[name], **full) for name in SETTINGS}
+
+
+def pipeline_docstring(summary: str) -> str:
+    """A Google-style docstring whose ``Args`` are the settings' help (KFP's input descriptions)."""
+    lines = [summary, "", "Args:"]
+    lines += [f"    {s.name}: {s.help}" for s in SETTINGS.values()]
+    return "\n".join(lines) + "\n"
+
+
+def document_settings(func: F) -> F:
+    """Add the table's help for each setting ``func`` takes to its docstring's ``Args``.
+
+    A component documents its artifacts itself; the settings it takes are described once, here.
+    """
+    import inspect
+
+    doc = inspect.cleandoc(func.__doc__ or "")
+    head, marker, rest = doc.partition("\nArgs:\n")
+    if not marker:
+        raise ValueError(f"{func.__name__}'s docstring has no 'Args:' section to extend.")
+    args_block, blank, tail = rest.partition("\n\n")
+    documented = set(re.findall(r"^    (\w+):", args_block, flags=re.M))
+    extra = [f"    {name}: {SETTINGS[name].help}"
+             for name in inspect.signature(func).parameters
+             if name in SETTINGS and name not in documented]
+    func.__doc__ = head + marker + "\n".join([args_block, *extra]) + blank + tail
+    return func

@@ -1,0 +1,50 @@
+"""The one list of pipeline stages, in run order.
+
+The image list (``keel.images``, ``images/build.sh``), the pipeline's caching options, the
+architecture tests and the compiled-spec tests are all derived from this table, so adding a stage
+is one entry here plus its module, component, Dockerfile and README section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage: a module ``keel.<name>``, a component ``keel.components.<name>``, an image."""
+
+    name: str
+    does: str
+    #: KFP may reuse an earlier result only when the stage's output depends on its inputs alone;
+    #: reading a source URI or the registry, or writing the store, is never cached.
+    cacheable: bool
+    #: Stages that need no scikit-learn never import it: each stage is its own process.
+    uses_scikit_learn: bool
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("ingest", "reads the source into one Parquet snapshot and its data version",
+          cacheable=False, uses_scikit_learn=False),
+    Stage("validate", "infers and checks the schema, drops unusable rows and columns, reports",
+          cacheable=True, uses_scikit_learn=False),
+    Stage("preprocess", "splits train/test rows and writes the feature spec",
+          cacheable=True, uses_scikit_learn=True),
+    Stage("train", "fits the scikit-learn Pipeline (feature transformer and estimator)",
+          cacheable=True, uses_scikit_learn=True),
+    Stage("evaluate", "scores the candidate and production on the test rows and applies the gate",
+          cacheable=False, uses_scikit_learn=True),
+    Stage("publish", "writes the immutable model version and its lineage manifest",
+          cacheable=False, uses_scikit_learn=False),
+    Stage("promote", "moves the production alias by compare-and-swap when the decision passed",
+          cacheable=False, uses_scikit_learn=False),
+)
+STAGE_NAMES: tuple[str, ...] = tuple(stage.name for stage in STAGES)
+
+
+def stage(name: str) -> Stage:
+    """The stage called ``name``; ``ValueError`` naming the known ones otherwise."""
+    for candidate in STAGES:
+        if candidate.name == name:
+            return candidate
+    raise ValueError(f"Unknown stage {name!r}; stages are {', '.join(STAGE_NAMES)}.")

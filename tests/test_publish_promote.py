@@ -1,0 +1,157 @@
+"""publish and promote, the two stages between "this version exists" and "this is production".
+
+The artifacts come from the real stages (ingest ... evaluate, called without KFP) on a small table,
+so what publish and promote read is exactly what the pipeline hands them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from keel import evaluate, ingest, preprocess, promote, publish, train, validate
+from keel.contracts import ContractError, Decision, Publication
+from keel.errors import RegistryConflict
+from keel.registry import Registry
+from keel.stages import STAGE_NAMES
+from keel.storage import open_store
+
+MODEL = "churn"
+
+
+def run_stages(folder: Path, store: str, thresholds: dict | None = None) -> dict[str, str]:
+    """ingest -> validate -> preprocess -> train -> evaluate; the artifact paths by name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"age": rng.integers(18, 80, 300).astype(float),
+                          "city": rng.choice(["a", "b", "c"], 300)})
+    frame["churn"] = np.where(frame.age + rng.normal(0, 10, 300) > 50, "yes", "no")
+    frame.to_csv(folder / "table.csv", index=False)
+    p = {name: str(folder / name) for name in (
+        "snapshot.parquet", "dataset.parquet", "schema.json", "report.md", "train.parquet",
+        "test.parquet", "spec.json", "model.joblib", "record.json", "decision.json")}
+    result = ingest.ingest(str(folder / "table.csv"), p["snapshot.parquet"])
+    p["ingest"] = result.to_json()
+    validate.run(p["snapshot.parquet"], "churn", "auto", p["dataset.parquet"], p["schema.json"],
+                 p["report.md"])
+    preprocess.run(p["dataset.parquet"], p["schema.json"], 0.25, 0, "auto", p["train.parquet"],
+                   p["test.parquet"], p["spec.json"])
+    train.run(p["train.parquet"], p["spec.json"], "linear", "{}", 0, p["model.joblib"],
+              p["record.json"])
+    evaluate.run(p["model.joblib"], p["test.parquet"], p["spec.json"], p["schema.json"], store,
+                 MODEL, thresholds or {}, "", p["decision.json"])
+    return p
+
+
+def publish_from(p: dict[str, str], store: str, run_id: str = "run-1") -> Publication:
+    return publish.run(store, MODEL, p["model.joblib"], p["snapshot.parquet"], p["schema.json"],
+                       p["spec.json"], p["record.json"], p["decision.json"], p["ingest"], run_id)
+
+
+def test_publish_writes_a_version_and_never_moves_production(store_uri, tmp_path):
+    p = run_stages(tmp_path / "a", store_uri)
+    published = publish_from(p, store_uri)
+    registry = Registry(open_store(store_uri), MODEL)
+    assert (published.model, published.version) == (MODEL, 1)
+    assert published.store == registry.store.uri
+    assert registry.versions() == [1]
+    assert registry.alias().version is None and registry.events() == []
+
+    manifest = registry.manifest(1)
+    assert manifest.decision == Decision.read(p["decision.json"])
+    assert manifest.data.rows == 300 and manifest.data.rows_used == 300
+    assert manifest.data.snapshot.endswith(f"data/{manifest.data.data_version}/snapshot.parquet")
+    assert registry.store.exists(f"data/{manifest.data.data_version}/snapshot.parquet")
+    assert set(manifest.environment.images) == set(STAGE_NAMES)
+    assert manifest.environment.git_commit and manifest.environment.scikit_learn
+    assert manifest.training.estimator == "linear" and manifest.run_id == "run-1"
+    assert set(manifest.files) == {"model.joblib", "schema.json", "feature_spec.json"}
+
+
+def test_a_passed_decision_moves_the_alias(store_uri, tmp_path):
+    p = run_stages(tmp_path / "a", store_uri)
+    promotion = promote.run(publish_from(p, store_uri).to_json(), p["decision.json"], "run-1")
+    registry = Registry(open_store(store_uri), MODEL)
+    assert promotion.promoted and promotion.production_version == 1
+    assert promotion.reason == "first model"
+    assert registry.alias().version == 1
+    [event] = registry.events()
+    assert (event["action"], event["to"], event["run_id"]) == ("promote", 1, "run-1")
+
+    # The second run is compared with version 1 and (same data, same seed) is no worse.
+    q = run_stages(tmp_path / "b", store_uri)
+    second = promote.run(publish_from(q, store_uri, "run-2").to_json(), q["decision.json"], "r2")
+    assert second.promoted and second.production_version == 2
+    assert second.reason == "passed the evaluation gate against version 1"
+
+
+def test_a_failed_decision_leaves_production_where_it_was(store_uri, tmp_path):
+    p = run_stages(tmp_path / "a", store_uri)
+    promote.run(publish_from(p, store_uri).to_json(), p["decision.json"], "run-1")
+    q = run_stages(tmp_path / "b", store_uri, thresholds={"roc_auc": {"lower": 1.01}})
+    assert not Decision.read(q["decision.json"]).passed
+    promotion = promote.run(publish_from(q, store_uri, "run-2").to_json(), q["decision.json"],
+                            "run-2")
+    registry = Registry(open_store(store_uri), MODEL)
+    assert not promotion.promoted
+    assert (promotion.version, promotion.production_version) == (2, 1)
+    assert "roc_auc lower" in promotion.reason
+    assert registry.versions() == [1, 2] and registry.alias().version == 1
+    assert len(registry.events()) == 1
+
+
+def test_a_conflict_leaves_the_published_version_unpromoted(store_uri, tmp_path):
+    first = run_stages(tmp_path / "a", store_uri)
+    promote.run(publish_from(first, store_uri).to_json(), first["decision.json"], "run-1")
+    # This run evaluates against production version 1 ...
+    late = run_stages(tmp_path / "b", store_uri)
+    # ... while another run promotes its own version in between.
+    other = run_stages(tmp_path / "c", store_uri)
+    promote.run(publish_from(other, store_uri, "other").to_json(), other["decision.json"], "other")
+    registry = Registry(open_store(store_uri), MODEL)
+    assert registry.alias().version == 2
+
+    published = publish_from(late, store_uri, "late")
+    with pytest.raises(RegistryConflict, match="version 3 was registered but not promoted"):
+        promote.run(published.to_json(), late["decision.json"], "late")
+    assert registry.versions() == [1, 2, 3]  # published, and kept
+    assert registry.alias().version == 2
+    assert [e["to"] for e in registry.events()] == [1, 2]
+
+
+def test_promote_refuses_a_damaged_decision_record_and_moves_nothing(store_uri, tmp_path):
+    p = run_stages(tmp_path / "a", store_uri)
+    published = publish_from(p, store_uri)
+    doc = json.loads(Path(p["decision.json"]).read_text())
+    doc["passed"] = "yes"
+    Path(p["decision.json"]).write_text(json.dumps(doc))
+    with pytest.raises(ContractError) as info:
+        promote.run(published.to_json(), p["decision.json"], "run-1")
+    assert "decision record" in str(info.value) and p["decision.json"] in str(info.value)
+    assert "'passed'" in str(info.value) and str(info.value).startswith("[promote] ")
+    assert Registry(open_store(store_uri), MODEL).alias().version is None
+
+
+def test_stage_images_follow_the_image_publish_runs_in(monkeypatch):
+    monkeypatch.setenv("KEEL_IMAGE", "europe-docker.pkg.dev/acme/ml/publish:0.1.0")
+    images = publish.stage_images()
+    assert set(images) == set(STAGE_NAMES)
+    assert images["train"] == "europe-docker.pkg.dev/acme/ml/train:0.1.0"
+
+
+def test_stage_images_outside_an_image_are_the_compiled_names(monkeypatch):
+    monkeypatch.delenv("KEEL_IMAGE", raising=False)
+    monkeypatch.setenv("KEEL_IMAGE_REGISTRY", "registry.example/team")
+    assert publish.stage_images()["ingest"] == "registry.example/team/ingest:0.1.0"
+
+
+def test_git_commit_prefers_the_one_baked_into_the_image(monkeypatch):
+    monkeypatch.setenv("KEEL_GIT_COMMIT", "abc123")
+    assert publish.git_commit() == "abc123"
+    monkeypatch.delenv("KEEL_GIT_COMMIT")
+    commit = publish.git_commit()  # from this checkout
+    assert commit == "unknown" or len(commit.removesuffix("-dirty")) == 40

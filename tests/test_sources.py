@@ -1,0 +1,317 @@
+"""Unit tests of keel.sources: the format table, URI schemes, the registry and its plug-in seam."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pyarrow as pa
+import pytest
+
+import keel.sources as sources
+from keel.errors import ParameterError, SourceError
+from keel.ingest import ingest
+from keel.sources import (
+    FORMAT_NAMES,
+    FORMATS,
+    SOURCES,
+    FileSource,
+    Source,
+    SourceRows,
+    SourceScheme,
+    check_source_uri,
+    detect_format,
+    open_source,
+)
+
+# --- the format table --------------------------------------------------------------------------
+
+SUFFIXES = {
+    ".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+}
+
+
+def test_format_names_come_from_the_table_in_order():
+    assert FORMAT_NAMES == ("csv", "parquet", "jsonl")
+    assert tuple(f.name for f in FORMATS) == FORMAT_NAMES
+    assert {s: f.name for f in FORMATS for s in f.suffixes} == SUFFIXES
+
+
+@pytest.mark.parametrize("suffix", sorted(SUFFIXES))
+@pytest.mark.parametrize("prefix", ["data", "/abs/dir.v2/data", "gs://b/x/data", "a:b"])
+def test_every_suffix_resolves_plain_and_gzipped(suffix, prefix):
+    uri = prefix + suffix
+    assert detect_format(uri) == SUFFIXES[suffix]
+    assert detect_format(uri.upper()) == SUFFIXES[suffix]
+    assert detect_format(uri + ".gz") == SUFFIXES[suffix]
+    assert detect_format(uri + ".GZ") == SUFFIXES[suffix]
+
+
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_explicit_format_overrides_the_suffix(fmt):
+    assert detect_format("mislabelled.csv", fmt) == fmt
+    assert detect_format("no-suffix", fmt) == fmt
+    assert open_source("export.txt", fmt).format == fmt
+
+
+@pytest.mark.parametrize("name", ["data.xlsx", "data", "data.gz", "data.csv.zip", "csv"])
+def test_unknown_suffix_is_a_source_error_listing_suffixes_and_formats(name):
+    with pytest.raises(SourceError) as caught:
+        detect_format(name)
+    message = str(caught.value)
+    assert message.startswith(f"[ingest] Cannot tell the format of {name!r} from its name")
+    for suffix in SUFFIXES:
+        assert suffix in message
+    assert "(optionally .gz)" in message
+    assert "'source_format'" in message and "csv, parquet, jsonl" in message
+
+
+@pytest.mark.parametrize("fmt", ["xlsx", "CSV", "", "json", "tsv", "Auto"])
+def test_invalid_explicit_format_is_a_parameter_error(fmt):
+    with pytest.raises(ParameterError) as caught:
+        detect_format("data.csv", fmt)
+    assert str(caught.value) == (
+        "[ingest] The 'source_format' parameter of ingest must be one of auto, csv, parquet, "
+        f"jsonl. Got {fmt!r}."
+    )
+    with pytest.raises(ParameterError):
+        open_source("data.csv", fmt)
+
+
+def rows_of(path: Path, fmt: str = "auto") -> tuple[list[str], list[dict[str, object]], str]:
+    with open_source(str(path), fmt).open() as rows:
+        table = pa.Table.from_batches(list(rows.batches), schema=rows.schema)
+        return rows.schema.names, table.to_pylist(), rows.format
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("t.csv", b"a,b\n1,x\n2,y\n"),
+        ("t.tsv", b"a\tb\n1\tx\n2\ty\n"),
+        ("t.csv.gz", gzip.compress(b"a,b\n1,x\n2,y\n")),
+        ("t.tsv.gz", gzip.compress(b"a\tb\n1\tx\n2\ty\n")),
+        ("t.jsonl", b'{"a": 1, "b": "x"}\n{"a": 2, "b": "y"}\n'),
+        ("t.ndjson.gz", gzip.compress(b'{"a": 1, "b": "x"}\n{"a": 2, "b": "y"}\n')),
+    ],
+)
+def test_file_source_reads_each_format(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    names, rows, fmt = rows_of(path)
+    assert names == ["a", "b"]
+    assert rows == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
+    assert fmt == detect_format(name)
+
+
+def test_file_source_reads_parquet_in_batches_of_batch_rows(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": list(range(10))}), tmp_path / "t.pq")
+    monkeypatch.setattr(sources, "BATCH_ROWS", 4)
+    with open_source(str(tmp_path / "t.pq")).open() as rows:
+        assert [b.num_rows for b in rows.batches] == [4, 4, 2]
+        assert rows.format == "parquet"
+
+
+def test_csv_types_are_inferred_from_a_large_first_block(tmp_path):
+    # 2 MiB of integers, then a float: with pyarrow's default 1 MiB block the column would be
+    # typed int64 from the first block and the float would fail to convert later.
+    path = tmp_path / "t.csv"
+    path.write_text("a\n" + "1\n" * (1 << 20) + "1.5\n")
+    with open_source(str(path)).open() as rows:
+        assert rows.schema.field("a").type == pa.float64()
+        assert sum(b.num_rows for b in rows.batches) == (1 << 20) + 1
+
+
+def test_gzipped_parquet_is_refused_before_any_read(tmp_path):
+    # The file does not even exist: the name alone decides.
+    with pytest.raises(SourceError) as caught:
+        open_source(str(tmp_path / "t.parquet.gz"))
+    assert "gzipped Parquet" in str(caught.value) and "gunzip" in str(caught.value)
+    with pytest.raises(SourceError, match="gzipped Parquet"):
+        open_source(str(tmp_path / "t.data.gz"), "parquet")
+
+
+def test_missing_file_is_a_source_error_when_opened(tmp_path):
+    missing = str(tmp_path / "absent.csv")
+    source = open_source(missing)  # nothing is read yet
+    with pytest.raises(SourceError) as caught, source.open():
+        pass
+    assert str(caught.value).startswith(f"[ingest] The source {missing!r} cannot be read: ")
+
+
+def test_file_source_closes_its_stream(tmp_path, monkeypatch):
+    stream = io.BytesIO(b"a\n1\n")
+    monkeypatch.setattr(FileSource, "open_stream", lambda self: stream)
+    with open_source("anything.csv").open() as rows:
+        assert not stream.closed
+        assert sum(b.num_rows for b in rows.batches) == 1
+    assert stream.closed
+
+
+# --- URI schemes -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["/data/t.csv", "data/t.csv", "t.csv", "./t.csv", "a:b.csv", "dir/x://y.csv", "C:\\data\\t.csv",
+     "gs://bucket/t.csv", "gs://bucket/deep/er/t.parquet"],
+)
+def test_local_paths_and_gs_uris_are_accepted_unchanged(uri):
+    assert check_source_uri(uri) is uri
+    assert type(open_source(uri)) is FileSource
+
+
+@pytest.mark.parametrize(
+    ("uri", "scheme"),
+    [("s3://bucket/t.csv", "s3://"), ("http://example.com/t.csv", "http://"),
+     ("https://example.com/t.csv", "https://"), ("ftp://host/t.csv", "ftp://"),
+     ("file:///tmp/t.csv", "file://"), ("postgresql://db/table", "postgresql://"),
+     ("s3a+x.y-z://b/t.csv", "s3a+x.y-z://")],
+)
+def test_unknown_schemes_are_refused_naming_scheme_and_supported_forms(uri, scheme):
+    with pytest.raises(ParameterError) as caught:
+        check_source_uri(uri)
+    assert caught.value.stage == "ingest"
+    assert str(caught.value) == (
+        "[ingest] The 'source' parameter of ingest must be a local path or gs://bucket/object; "
+        f"the scheme {scheme!r} is not supported. Got {uri!r}."
+    )
+    with pytest.raises(ParameterError):
+        open_source(uri)
+
+
+@pytest.mark.parametrize("uri", ["", "   "])
+def test_an_empty_source_is_refused(uri):
+    with pytest.raises(ParameterError) as caught:
+        check_source_uri(uri)
+    assert str(caught.value) == (
+        "[ingest] The 'source' parameter of ingest must be a local path or gs://bucket/object. "
+        f"Got {uri!r}."
+    )
+
+
+@pytest.mark.parametrize("uri", ["gs://", "gs://bucket", "gs://bucket/", "gs:///t.csv"])
+def test_gs_uri_without_bucket_or_object_is_refused(uri):
+    with pytest.raises(ParameterError) as caught:
+        check_source_uri(uri)
+    assert "bucket and an object" in str(caught.value) and repr(uri) in str(caught.value)
+
+
+def test_supported_forms_in_messages_come_from_the_registry(memory_scheme):
+    assert check_source_uri("mem://rows") == "mem://rows"
+    with pytest.raises(ParameterError) as caught:
+        check_source_uri("s3://bucket/t.csv")
+    assert "must be a local path, gs://bucket/object or mem://name; the scheme 's3://'" in str(
+        caught.value
+    )
+
+
+# --- the plug-in seam: a source that is not a file ---------------------------------------------
+
+class MemorySource(Source):
+    """Rows held by this process, by name (``mem://<name>``), handed out two rows per batch."""
+
+    tables: ClassVar[dict[str, pa.Table]] = {}
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[SourceRows]:
+        table = self.tables[self.uri.removeprefix("mem://")]
+        yield SourceRows(schema=table.schema, batches=iter(table.to_batches(max_chunksize=2)),
+                         format=self.format)
+
+
+@pytest.fixture
+def memory_scheme(monkeypatch) -> dict[str, pa.Table]:
+    """Register ``mem://`` for one test (monkeypatch restores the registry); its tables."""
+    monkeypatch.setitem(SOURCES, "mem", SourceScheme(MemorySource, "mem://name"))
+    monkeypatch.setattr(MemorySource, "tables", {})
+    return MemorySource.tables
+
+
+CSV = "age,income,home,married\n31,1200.5,rent,true\n45,880.25,owner,false\n,430.0,rent,false\n" \
+      "22,2210.75,parents,true\n58,99.5,owner,true\n"
+
+
+def test_a_registered_source_is_read_by_ingest_unchanged(tmp_path, memory_scheme):
+    csv = tmp_path / "people.csv"
+    csv.write_text(CSV)
+    memory_scheme["people"] = pa.table({
+        "age": pa.array([31, 45, None, 22, 58], pa.int64()),
+        "income": [1200.5, 880.25, 430.0, 2210.75, 99.5],
+        "home": ["rent", "owner", "rent", "parents", "owner"],
+        "married": [True, False, False, True, True],
+    })
+
+    from_memory = ingest("mem://people", str(tmp_path / "m.parquet"))
+    from_csv = ingest(str(csv), str(tmp_path / "c.parquet"))
+
+    assert from_memory.source == "mem://people" and from_memory.format == "mem"
+    assert (from_memory.rows, from_memory.columns) == (5, ["age", "income", "home", "married"])
+    assert from_memory.data_version == from_csv.data_version
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "m.parquet").equals(pq.read_table(tmp_path / "c.parquet"))
+
+
+def test_a_source_that_is_not_a_file_takes_no_file_format(tmp_path, memory_scheme):
+    with pytest.raises(ParameterError) as caught:
+        ingest("mem://people", str(tmp_path / "m.parquet"), "csv")
+    assert "'source_format'" in str(caught.value) and "mem://" in str(caught.value)
+    with pytest.raises(ParameterError, match="'source_format'"):
+        open_source("mem://people", "xlsx")
+
+
+def test_read_errors_of_a_registered_source_are_source_errors(tmp_path, memory_scheme):
+    class Broken(MemorySource):
+        @contextlib.contextmanager
+        def open(self) -> Iterator[SourceRows]:
+            def batches() -> Iterator[pa.RecordBatch]:
+                yield pa.record_batch({"a": [1]})
+                raise pa.ArrowInvalid("connection reset in row 2\nmore detail")
+
+            yield SourceRows(schema=pa.schema({"a": pa.int64()}), batches=batches(),
+                             format=self.format)
+
+    SOURCES["mem"] = SourceScheme(Broken, "mem://name")  # restored by the fixture's monkeypatch
+    with pytest.raises(SourceError) as caught:
+        ingest("mem://x", str(tmp_path / "m.parquet"))
+    assert str(caught.value) == (
+        "[ingest] The source 'mem://x' is not readable as mem: connection reset in row 2"
+    )
+
+
+def test_nested_columns_are_refused_whatever_the_source(tmp_path, memory_scheme):
+    memory_scheme["nested"] = pa.table({"id": [1], "tags": [["a", "b"]]})
+    with pytest.raises(SourceError) as caught:
+        ingest("mem://nested", str(tmp_path / "m.parquet"))
+    assert "'tags'" in str(caught.value) and "nested" in str(caught.value)
+
+
+def test_the_default_registry_reads_local_paths_and_gs():
+    assert set(SOURCES) == {"", "gs"}
+    with pytest.raises(ParameterError):
+        check_source_uri("mem://people")
+
+
+# --- import cost -------------------------------------------------------------------------------
+
+
+def test_importing_sources_does_not_import_pyarrow_or_pandas():
+    code = ("import json, sys; import keel.sources as s; "
+            "print(json.dumps([s.FORMAT_NAMES, sorted({m.split('.')[0] for m in sys.modules})]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    names, modules = json.loads(out.stdout)
+    assert names == ["csv", "parquet", "jsonl"]
+    assert "keel" in modules
+    assert not {"pyarrow", "pandas", "numpy"} & set(modules)
