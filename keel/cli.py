@@ -19,16 +19,17 @@ from keel.settings import REQUIRED, SAME, SETTINGS, Setting, default_model_name
 
 if TYPE_CHECKING:
     from keel.contracts import RunSummary
-    from keel.registry import Registry
 
 DEBUG = "keel.debug"  # key in click's ctx.meta, shared by the group and its commands
 
 
-def _echo_json(doc: Any) -> None:
+def echo_json(doc: Any) -> None:
+    """One JSON object on one line (the last line of standard output with --json)."""
     click.echo(json.dumps(doc, sort_keys=True, default=str))
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
+    """Numbers to four decimals for the summary; anything else as it is."""
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
@@ -116,7 +117,7 @@ def print_summary(summary: RunSummary) -> None:
     )
     click.echo(f"  data      {summary.rows} rows, data version {summary.data_version[:12]}")
     click.echo(f"  task      {summary.task}")
-    click.echo("  metrics   " + "  ".join(f"{k} {_fmt(v)}" for k, v in summary.metrics.items()))
+    click.echo("  metrics   " + "  ".join(f"{k} {fmt(v)}" for k, v in summary.metrics.items()))
     baseline = summary.baseline
     if baseline is None:
         click.echo("  baseline  none (first model: change thresholds do not apply)")
@@ -124,11 +125,11 @@ def print_summary(summary: RunSummary) -> None:
         click.echo(f"  baseline  version {baseline.version} could not be scored: {baseline.error}")
     else:
         click.echo(f"  baseline  version {baseline.version} on this test split: " + "  ".join(
-            f"{k} {_fmt(v)}" for k, v in baseline.metrics.items()))
+            f"{k} {fmt(v)}" for k, v in baseline.metrics.items()))
     for check in summary.decision.checks:
         verdict = "pass" if check.passed else "FAIL"
-        click.echo(f"  gate      {check.metric} {check.check}: {_fmt(check.candidate)} "
-                   f"vs required {_fmt(check.required)} -> {verdict}")
+        click.echo(f"  gate      {check.metric} {check.check}: {fmt(check.candidate)} "
+                   f"vs required {fmt(check.required)} -> {verdict}")
     for note in summary.decision.notes:
         click.echo(f"  note      {note}")
     for column, reason in summary.excluded_columns.items():
@@ -159,7 +160,7 @@ def run(work_dir: Path, as_json: bool, debug: bool, **options: Any) -> None:
     manifest = Registry(open_store(promotion.store), promotion.model).manifest(promotion.version)
     summary = RunSummary.of(manifest, promotion, log)
     if as_json:
-        _echo_json(summary.to_dict())
+        echo_json(summary.to_dict())
     else:
         print_summary(summary)
 
@@ -177,107 +178,6 @@ def compile_command(output: Path | None) -> None:
         click.echo(readme.write())
 
 
-# -- models ----------------------------------------------------------------------------------
-store_option = click.option("--store", default=SETTINGS["store"].cli_default, show_default=True,
-                            help=SETTINGS["store"].help)
-model_option = click.option("--model", "model_name",
-                            help="Model name [default: the only model in the store].")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+from keel.models_cli import models  # noqa: E402 - the group needs main's helpers above
 
-
-def open_registry(store: str, model_name: str | None) -> Registry:
-    """The registry of ``model_name``, or of the only model in the store."""
-    from keel.errors import RegistryError
-    from keel.registry import Registry
-    from keel.storage import open_store
-
-    target = open_store(store)
-    if model_name is None:
-        names = sorted({k.split("/")[1] for k in target.list("registry")})
-        if len(names) != 1:
-            raise RegistryError(
-                f"The store {target.uri} holds {len(names)} models "
-                f"({', '.join(names) or 'none'}); name one with --model."
-            )
-        model_name = names[0]
-    return Registry(target, model_name)
-
-
-@main.group()
-def models() -> None:
-    """List, show and roll back registered model versions."""
-
-
-@models.command("list")
-@store_option
-@model_option
-@json_option
-@debug_option()
-def list_versions(store: str, model_name: str | None, as_json: bool, debug: bool) -> None:
-    """List the versions of a model, marking production."""
-    registry = open_registry(store, model_name)
-    production = registry.alias().version
-    rows: list[dict[str, Any]] = []
-    for version in registry.versions():
-        manifest = registry.manifest(version)
-        rows.append({
-            "version": version,
-            "production": version == production,
-            "registered_at": manifest.registered_at,
-            "passed_gate": manifest.decision.passed,
-            "data_version": manifest.data.data_version,
-            "metrics": manifest.metrics,
-        })
-    if as_json:
-        _echo_json({"model": registry.model, "production_version": production, "versions": rows})
-        return
-    click.echo(f"Model {registry.model!r} in {registry.store.uri}")
-    for row in rows:
-        mark = "*" if row["production"] else " "
-        gate = "passed" if row["passed_gate"] else "rejected"
-        metrics = "  ".join(f"{k} {_fmt(v)}" for k, v in row["metrics"].items())
-        click.echo(f"{mark} v{row['version']:<4} {row['registered_at']}  {gate:<8}  "
-                   f"data {row['data_version'][:12]}  {metrics}")
-    if not rows:
-        click.echo("  (no versions)")
-
-
-@models.command("show")
-@store_option
-@model_option
-@click.option("--version", type=int, help="Version [default: production].")
-@json_option
-@debug_option()
-def show(store: str, model_name: str | None, version: int | None, as_json: bool,
-         debug: bool) -> None:
-    """Show a version's manifest (lineage, metrics, decision)."""
-    from keel.errors import RegistryError
-
-    registry = open_registry(store, model_name)
-    version = version or registry.alias().version
-    if version is None:
-        raise RegistryError(f"Model {registry.model!r} has no production version; pass --version.")
-    manifest = registry.manifest(version).to_dict()
-    if as_json:
-        _echo_json(manifest)
-        return
-    click.echo(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-
-
-@models.command("rollback")
-@store_option
-@model_option
-@click.option("--to", "to", type=int, help="Version to restore [default: the previous one].")
-@click.option("--reason", default="", help="Why, recorded in the event log.")
-@json_option
-@debug_option()
-def rollback(store: str, model_name: str | None, to: int | None, reason: str, as_json: bool,
-             debug: bool) -> None:
-    """Move production back to the previous production version (or to --to N)."""
-    registry = open_registry(store, model_name)
-    event = registry.rollback(to=to, reason=reason)
-    if as_json:
-        _echo_json({"model": registry.model, **event})
-        return
-    click.echo(f"Model {registry.model!r}: production moved from version {event['from']} "
-               f"to version {event['to']}.")
+main.add_command(models)
