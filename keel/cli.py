@@ -70,6 +70,8 @@ def setting_option(setting: Setting) -> Callable[[Any], Any]:
     kwargs: dict[str, Any] = {"help": setting.cli_help or setting.help, "metavar": setting.metavar}
     if setting.from_cli is not None:
         kwargs["multiple"] = True
+    elif setting.type is bool:
+        kwargs.update(is_flag=True, default=default)
     elif default is REQUIRED:
         kwargs["required"] = True
     else:

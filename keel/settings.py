@@ -83,6 +83,30 @@ def _fraction(setting: Setting, value: Any, values: Mapping[str, Any]) -> float:
     return float(value)
 
 
+def _count(setting: Setting, value: Any, values: Mapping[str, Any]) -> int:
+    # KFP hands ints to a component as floats (protobuf numbers): accept 3.0, refuse 3.5.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or value != int(value) or not 0 <= value <= 10**9:
+        raise setting.fail("a whole number of rows, 0 or more", value)
+    return int(value)
+
+
+def _flag(setting: Setting, value: Any, values: Mapping[str, Any]) -> bool:
+    if not isinstance(value, bool):
+        raise setting.fail("true or false", value)
+    return value
+
+
+def _encoding_name(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
+    import codecs
+
+    try:
+        return codecs.lookup(_non_empty(setting, value, values)).name
+    except LookupError:
+        raise setting.fail("a text encoding Python knows (utf-8, latin-1, cp1252, ...)",
+                           value) from None
+
+
 def _seed(setting: Setting, value: Any, values: Mapping[str, Any]) -> int:
     # KFP hands ints to a component as floats (protobuf numbers): accept 3.0, refuse 3.5.
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) \
@@ -266,6 +290,17 @@ def _table() -> dict[str, Setting]:
                 check=_source_format, flag="--format",
                 help="Source format: auto (from the file name) or " + ", ".join(_formats()[1:])
                      + "."),
+        Setting("source_encoding", str, stage="ingest", default="utf-8", check=_encoding_name,
+                help="Text encoding of a CSV or JSON Lines source, e.g. latin-1 or cp1252; "
+                     "bytes that are not valid in it are reported with their offset."),
+        Setting("min_test_rows", int, stage="validate", default=20, check=_count,
+                help="Fewest rows the test split may have: a smaller table is refused before "
+                     "training, since its evaluation would mean little."),
+        Setting("min_class_test_rows", int, stage="validate", default=5, check=_count,
+                help="Fewest test rows each class may have (classification)."),
+        Setting("allow_target_change", bool, stage="validate", default=False, check=_flag,
+                help="Let this run replace a production model that predicts another target, "
+                     "task or set of classes (otherwise refused: use a new model name)."),
     )
     return {entry.name: entry for entry in entries}
 

@@ -33,6 +33,12 @@ class ObjectNotFound(KeelError):
     stage = "storage"
 
 
+class DamagedObject(KeelError):
+    """A stored document cannot be read as what Keel wrote (corrupt JSON, missing fields)."""
+
+    stage = "storage"
+
+
 def is_gcs(uri: str) -> bool:
     """Whether ``uri`` names Google Cloud Storage."""
     return uri.startswith("gs://")
@@ -152,8 +158,18 @@ class Store(abc.ABC):
         """Replace the document only if its generation is still ``generation`` (0: absent)."""
 
     def read_json(self, key: str) -> Any:
-        """The JSON document at ``key``."""
-        return json.loads(self.read_bytes(key))
+        """The JSON document at ``key``; a damaged one is a :class:`DamagedObject` naming it."""
+        return self.parse_json(key, self.read_bytes(key))
+
+    def parse_json(self, key: str, data: bytes) -> Any:
+        """``data`` (the content of ``key``) as JSON, or an error that names the object."""
+        try:
+            return json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DamagedObject(
+                f"{self.url(key)} is not valid JSON ({exc}); it was damaged after Keel wrote it. "
+                "Restore it from a backup (or your bucket's object versions)."
+            ) from None
 
     def create_json(self, key: str, doc: Any) -> None:
         """:meth:`create` of a JSON document."""
@@ -248,10 +264,14 @@ class LocalStore(Store):
     @override
     def read_document(self, key: str) -> tuple[dict[str, Any] | None, int]:
         try:
-            doc = json.loads(self._path(key).read_bytes())
+            data = self._path(key).read_bytes()
         except FileNotFoundError:
             return None, 0
-        return doc, int(doc["generation"])
+        doc = self.parse_json(key, data)
+        if not isinstance(doc, dict) or not isinstance(doc.get("generation"), int):
+            raise DamagedObject(f"{self.url(key)} has no generation counter; it was damaged "
+                                "after Keel wrote it.")
+        return doc, doc["generation"]
 
     @override
     def swap_document(self, key: str, doc: dict[str, Any], generation: int) -> None:
@@ -347,7 +367,11 @@ class GCSStore(Store):
             data = blob.download_as_bytes()
         except NotFound:
             return None, 0
-        return json.loads(data), int(blob.generation)
+        doc = self.parse_json(key, data)
+        if not isinstance(doc, dict):
+            raise DamagedObject(f"{self.url(key)} is not a JSON object; it was damaged after "
+                                "Keel wrote it.")
+        return doc, int(blob.generation)
 
     @override
     def swap_document(self, key: str, doc: dict[str, Any], generation: int) -> None:

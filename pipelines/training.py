@@ -39,9 +39,18 @@ def training_pipeline(
     thresholds: dict = {},  # noqa: B006 - KFP reads defaults from the signature
     override_reason: str = "",
     source_format: str = "auto",
+    source_encoding: str = "utf-8",
+    min_test_rows: int = 20,
+    min_class_test_rows: int = 5,
+    allow_target_change: bool = False,
 ) -> str:
-    ingested = as_stage(ingest(source=source, source_format=source_format))
-    checked = as_stage(validate(snapshot=ingested.outputs["snapshot"], target=target, task=task))
+    ingested = as_stage(ingest(source=source, source_format=source_format,
+                               source_encoding=source_encoding))
+    checked = as_stage(validate(
+        snapshot=ingested.outputs["snapshot"], target=target, task=task, test_size=test_size,
+        min_test_rows=min_test_rows, min_class_test_rows=min_class_test_rows, store=store,
+        model_name=model_name, allow_target_change=allow_target_change,
+    ))
     split = as_stage(preprocess(
         dataset=checked.outputs["dataset"], schema=checked.outputs["schema"],
         test_size=test_size, seed=seed, encoding=encoding,
