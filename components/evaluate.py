@@ -15,6 +15,7 @@ def evaluate(
     model_name: str,
     thresholds: dict,
     override_reason: str,
+    allow_target_change: bool,
     metrics: dsl.Output[dsl.Metrics],
     classification_metrics: dsl.Output[dsl.ClassificationMetrics],
     decision: dsl.Output[dsl.Artifact],
@@ -38,7 +39,8 @@ def evaluate(
     from keel.evaluate import run
 
     result = run(os.path.join(model.path, "model.joblib"), test.path, feature_spec.path,
-                 schema.path, store, model_name, thresholds, override_reason, decision.path)
+                 schema.path, store, model_name, thresholds, override_reason, decision.path,
+                 allow_target_change)
     for name, value in result.metrics.items():
         metrics.log_metric(name, value)
     curves = result.curves or {}

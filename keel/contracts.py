@@ -233,6 +233,9 @@ class Baseline(Contract):
     generation: int = Field(ge=0)
     metrics: dict[str, float] | None
     error: str | None = None
+    #: why production was not re-scored at all: it predicts another target, task or classes and
+    #: the run was allowed to replace it (allow_target_change); None when it was compared
+    not_compared: str | None = None
 
 
 class Check(Contract):
@@ -389,6 +392,7 @@ class SummaryBaseline(Contract):
     version: int
     metrics: dict[str, float] | None
     error: str | None = None
+    not_compared: str | None = None
 
 
 class RunSummary(Document):
@@ -424,7 +428,8 @@ class RunSummary(Document):
             task=manifest.task,
             metrics=manifest.metrics,
             baseline=None if baseline is None else SummaryBaseline(
-                version=baseline.version, metrics=baseline.metrics, error=baseline.error),
+                version=baseline.version, metrics=baseline.metrics, error=baseline.error,
+                not_compared=baseline.not_compared),
             decision=SummaryDecision(
                 passed=decision.passed, checks=decision.checks, first_run=decision.first_run,
                 override=decision.override, notes=decision.notes),

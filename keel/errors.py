@@ -1,7 +1,9 @@
 """Typed errors: every failure a user can cause names the stage, what was expected and what arrived.
 
-The CLI turns a ``KeelError`` into one readable line and a non-zero exit code; anything else is a
-bug and keeps its traceback.
+The CLI turns a ``KeelError`` into one line (:func:`error_line`) and exit status 1; anything else
+is a bug, reported as an ``unexpected`` line (its traceback in the log, or with ``--debug``).
+Messages quote data and file names, so a line is made safe for a terminal here, in one place:
+control characters are shown escaped and a long message is shortened keeping its start and end.
 """
 
 from __future__ import annotations
@@ -9,11 +11,75 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
+import signal
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+MAX_LINE = 300  # characters in one error line, prefix included
+LINE_PREFIX = "keel: error: "
+MAX_UNEXPECTED = 120  # characters of a bug's own message inside its "unexpected" line
+
+# C0 and C1 controls (ESC, CR, LF, NUL, DEL, CSI...), line and paragraph separators, bidi
+# overrides, and lone surrogates (undecodable bytes of a file name): none reaches a terminal raw.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match[0]
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: str) -> str:
+    r"""``text`` with every control character shown escaped (``\x1b``, ``\n``): one safe line."""
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def shorten(text: str, limit: int = MAX_LINE) -> str:
+    """``text`` in at most ``limit`` characters: its start and end, and how much was cut between.
+
+    The start says what failed and the end often where (a path, a log file), so both are kept.
+    """
+    if len(text) <= limit:
+        return text
+    widest = f" [... {len(text)} characters cut ...] "  # the marker can only be shorter
+    keep = max(limit - len(widest), 0)
+    head = keep * 2 // 3
+    tail = keep - head
+    marker = f" [... {len(text) - keep} characters cut ...] "
+    return text[:head] + marker + (text[len(text) - tail:] if tail else "")
+
+
+def one_line(text: str, limit: int = MAX_LINE) -> str:
+    """Escaped, then shortened: what may be printed of a message from data or the file system."""
+    return shorten(printable(text), limit)
+
+
+def error_line(error: BaseException) -> str:
+    """The one line the CLI prints for an error: ``keel: error: [stage] message``."""
+    return one_line(f"{LINE_PREFIX}{error}")
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived during a command.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` (in Keel or in
+    kfp.local) mistakes it for a failed stage and carries on.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal number, as a shell reports a process that a signal ended (130, 143)."""
+        return 128 + self.signum
 
 
 class KeelError(Exception):
@@ -98,17 +164,34 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def unexpected(type_name: str, message: str, stage: str, where: str) -> KeelError:
+    """The error for a bug (not a KeelError): its type and message, shortened, then where to look.
+
+    The bug's own message is bounded first so that ``where`` (the log or ``--debug``) survives
+    the line's shortening.
+    """
+    return KeelError(
+        f"unexpected {one_line(type_name, 60)}: {one_line(message, MAX_UNEXPECTED)} (a bug in "
+        f"Keel, or a case it does not handle yet; {where})",
+        stage=stage,
+    )
+
+
 def from_report(report: dict[str, Any], log: str = "") -> KeelError:
-    """Rebuild the error a stage reported through KEEL_ERROR_FILE."""
+    """Rebuild the error a stage reported through KEEL_ERROR_FILE, bounded to one safe line.
+
+    The report comes from another process and quotes data, so its stage and message are escaped
+    and shortened here: the line the CLI prints from it fits in :data:`MAX_LINE`.
+    """
+    stage = one_line(str(report.get("stage", "keel")), 40)
+    message = str(report.get("message", ""))
     if report.get("unexpected"):
-        where = f"; the traceback is in {log}" if log else ""
-        return KeelError(
-            f"unexpected {report['type']}: {report['message']} (a bug in Keel, or a case it does "
-            f"not handle yet{where})",
-            stage=report["stage"],
-        )
-    cls = next((c for c in _all_subclasses(KeelError) if c.__name__ == report["type"]), KeelError)
-    return cls(str(report["message"]), stage=str(report["stage"]))
+        where = f"the traceback is in {printable(log)}" if log else "run with --debug to see it"
+        return unexpected(str(report.get("type", "error")), message, stage, where)
+    cls = next((c for c in _all_subclasses(KeelError) if c.__name__ == report.get("type")),
+               KeelError)
+    room = MAX_LINE - len(f"{LINE_PREFIX}[{stage}] ")
+    return cls(one_line(message, room), stage=stage)
 
 
 def _all_subclasses(cls: type[KeelError]) -> list[type[KeelError]]:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from keel.contracts import Baseline, Check, Decision, FeatureSpec, Override, TableSchema
-from keel.errors import KeelError, ParameterError, reports_errors
+from keel.errors import ParameterError, reports_errors
 from keel.settings import checked
 
 if TYPE_CHECKING:
@@ -188,6 +188,11 @@ def decide(
             notes.append(f"first run: no production model, so the change thresholds on "
                          f"{metric} do not apply")
             continue
+        if baseline.not_compared:
+            notes.append(f"production version {baseline.version} was not compared "
+                         f"({baseline.not_compared}; allowed by allow_target_change), so the "
+                         f"change thresholds on {metric} do not apply")
+            continue
         base = (baseline.metrics or {}).get(metric)
         if base is None:
             checks.append(Check(metric=metric, check="baseline", candidate=value, required=None,
@@ -226,15 +231,35 @@ def decide(
     )
 
 
-def score_baseline(registry: Registry, test: pd.DataFrame, spec: FeatureSpec) -> Baseline | None:
-    """Re-score the production model on this test split (None when there is none)."""
+def score_baseline(
+    registry: Registry, test: pd.DataFrame, spec: FeatureSpec, schema: TableSchema | None = None,
+    allowed_change: bool = False,
+) -> Baseline | None:
+    """Re-score the production model on this test split (None when there never was one).
+
+    With ``allowed_change`` (allow_target_change) and a production model that predicts another
+    target, task or classes than ``schema``, production is not re-scored: the scores would not
+    be comparable. The baseline then says why, and the change thresholds do not apply.
+
+    Damage stops the run: a missing or corrupt production.json, a damaged manifest, a model file
+    that is missing, fails its sha256 check or cannot be unpickled (all raised by the registry).
+    Only a model that loads but cannot score these rows (other columns or classes) is a baseline
+    that "could not be scored", which fails the change checks with the reason.
+    """
     alias = registry.alias()
     if alias.version is None:
         return None
+    if allowed_change and schema is not None:
+        from keel.validate import read_production, target_change
+
+        production = read_production(registry.store.uri, registry.model)
+        change = target_change(production, schema) if production is not None else ""
+        if change:
+            return Baseline(version=alias.version, generation=alias.generation, metrics=None,
+                            not_compared=change)
+    model = registry.load_model(alias.version)  # never caught: damage is not a gate result
     try:
-        metrics = score(registry.load_model(alias.version), test, spec)
-    except KeelError:
-        raise  # an integrity failure is never papered over
+        metrics = score(model, test, spec)
     except Exception as exc:  # a model trained on other columns or classes: say why, don't crash
         return Baseline(version=alias.version, generation=alias.generation, metrics=None,
                         error=f"{type(exc).__name__}: {exc}")
@@ -254,6 +279,7 @@ class Evaluation:
 def run(
     model_path: str, test_path: str, spec_path: str, schema_path: str, store: str, model: str,
     thresholds: dict[str, Any], override_reason: str, decision_out: str,
+    allow_target_change: bool = False,
 ) -> Evaluation:
     """The evaluate stage: candidate metrics, baseline re-scored, decision record written."""
     import joblib
@@ -268,7 +294,8 @@ def run(
     test = pd.read_parquet(test_path)
     predictions = predict(joblib.load(model_path), test, spec)
     metrics = metrics_of(predictions)
-    baseline = score_baseline(registry, test, spec)
+    baseline = score_baseline(registry, test, spec, schema,
+                              checked("allow_target_change", allow_target_change))
     decision = decide(metrics, baseline, rules, len(test), checked("override_reason", override_reason))
     decision.write(decision_out)
     curves = curves_of(predictions) if predictions.proba is not None else None

@@ -1,27 +1,87 @@
 """Ingest: read a source into one Parquet snapshot and its data version, streaming.
 
 Reading is :mod:`keel.sources`' job (files by format, other sources by URI scheme); ingest sees
-only a schema and record batches. The data version is a sha256 over a canonical encoding of the
-rows (column names, then a value hash per row, in order), so the same rows give the same version
-whatever their source, format, compression or batch boundaries. Memory stays flat: one record
-batch at a time.
+only a schema and record batches. Before a batch is written and hashed it is put in one canonical
+form, so that what differs between formats does not reach the snapshot or the data version:
+
+- **missing values**: null, an empty text cell (``""``: CSV cannot tell it from a missing cell)
+  and a float NaN are all stored as null;
+- **dates and times**: a date (CSV reads ``2024-01-31`` as a date, JSON Lines as a timestamp)
+  and a timestamp in seconds or milliseconds are stored as a timestamp in microseconds (pandas'
+  unit); nanosecond timestamps keep their precision.
+
+The data version is a sha256 over the canonical rows (column names, then a value hash per row,
+in order), so the same rows give the same version whatever their source, format, encoding,
+compression or batch boundaries. Memory stays flat: one record batch at a time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from keel import sources
 from keel.contracts import IngestResult
 from keel.errors import SourceError, reports_errors
-from keel.sources import open_source
+from keel.settings import checked
+from keel.sources import DEFAULT_ENCODING, open_source
 
 SNAPSHOT_COMPRESSION = "zstd"
 #: Errors pyarrow and Python raise on content they cannot read: reported as a SourceError.
 READ_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, UnicodeDecodeError)
+TIMESTAMP_UNIT = "us"
+SHOWN_CHARS = 80  # content echoed in a message (a row, a value, a name) is cut to this length
+MAX_DETAIL_CHARS = 240  # a reader's message longer than this is cut
+
+
+# -- the canonical form -----------------------------------------------------------------------
+def canonical_type(arrow_type: pa.DataType) -> pa.DataType:
+    """The type a column is stored as: dates and s/ms timestamps become us timestamps."""
+    if pa.types.is_date(arrow_type):
+        return pa.timestamp(TIMESTAMP_UNIT)
+    if pa.types.is_timestamp(arrow_type) and arrow_type.unit in ("s", "ms"):
+        return pa.timestamp(TIMESTAMP_UNIT, tz=arrow_type.tz)
+    return arrow_type
+
+
+def canonical_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with every column in its canonical type (names and metadata unchanged)."""
+    return pa.schema(
+        [field.with_type(canonical_type(field.type)) for field in schema], metadata=schema.metadata
+    )
+
+
+def _is_text(arrow_type: pa.DataType) -> bool:
+    if pa.types.is_dictionary(arrow_type):
+        return _is_text(arrow_type.value_type)
+    return bool(pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type))
+
+
+def _missing_as_null(column: pa.Array) -> pa.Array:
+    """``column`` with its empty text cells or NaN floats as nulls: one kind of missing value."""
+    if _is_text(column.type):
+        missing = pc.equal(column, "")
+    elif pa.types.is_float32(column.type) or pa.types.is_float64(column.type):
+        missing = pc.is_nan(column)
+    else:
+        return column
+    if not pc.any(missing).as_py():
+        return column
+    return pc.if_else(missing, pa.scalar(None, column.type), column)
+
+
+def canonical_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` in the canonical form: missing values as null, columns cast to ``schema``."""
+    columns = []
+    for column, field in zip(batch.columns, schema, strict=True):
+        column = _missing_as_null(column)
+        columns.append(column if column.type == field.type else column.cast(field.type))
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 def _row_hashes(batch: pa.RecordBatch) -> bytes:
@@ -41,42 +101,117 @@ def _row_hashes(batch: pa.RecordBatch) -> bytes:
             )
         return None
 
+    if len(set(batch.schema.names)) < batch.num_columns:
+        # pandas matches repeated names to the wrong columns' types: convert by position (the
+        # names are hashed apart, and pandas' value hashes do not include them)
+        batch = pa.RecordBatch.from_arrays(
+            batch.columns, names=[str(i) for i in range(batch.num_columns)]
+        )
     frame = batch.to_pandas(types_mapper=stable_dtype)
     hashes: bytes = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
     return hashes
 
 
-def _check_flat(source: str, schema: pa.Schema) -> None:
+# -- messages ---------------------------------------------------------------------------------
+def shorten(text: str, limit: int = SHOWN_CHARS, *, quote: bool = True) -> str:
+    """``text`` quoted (control characters escaped), cut to ``limit`` characters with a note.
+
+    Content a reader echoes (a CSV row, a value, a column name, a type) can be any length: a
+    message must stay one short line.
+    """
+    show = repr if quote else str
+    if text.endswith(_PYARROW_CUT):  # pyarrow cut it already: its full length is unknown
+        return f"{show(text.removesuffix(_PYARROW_CUT)[:limit])}... (cut)"
+    if len(text) <= limit:
+        return show(text)
+    return f"{show(text[:limit])}... ({len(text):,} characters, cut)"
+
+
+#: pyarrow messages that end with content from the file: (what is wrong, the content).
+_ECHOES = (
+    re.compile(r"(?P<head>[^\n]*?\bExpected \d+ columns?, got \d+: )(?P<echo>.*)", re.DOTALL),
+    re.compile(r"(?P<head>[^\n]*?\binvalid value )'(?P<echo>.*)'", re.DOTALL),
+)
+_CSV_COLUMN = re.compile(r"\bIn CSV column #(\d+)")
+_PYARROW_CUT = " ..."  # how pyarrow ends a CSV row it echoes in part
+_STRADDLING = "straddling object straddles two block boundaries"
+
+
+def read_error_detail(error: BaseException, fmt: str, schema: pa.Schema | None = None) -> str:
+    """A reader's error as one short line: what is wrong and where, echoed content cut."""
+    message = str(error)
+    if _STRADDLING in message:
+        limit = f"{sources.CSV_BLOCK_BYTES >> 20} MiB"
+        if fmt == "jsonl":
+            return (f"a line is longer than {limit}; JSON Lines holds one object per line (a "
+                    "file holding one JSON document or array is not JSON Lines)")
+        return f"a row is longer than {limit} (is a quote left open?)"
+    for pattern in _ECHOES:
+        match = pattern.fullmatch(message)
+        if match:
+            message = match["head"] + shorten(match["echo"])
+            break
+    else:
+        message = (message.splitlines() or [type(error).__name__])[0]
+        if len(message) > MAX_DETAIL_CHARS:
+            message = (f"{message[:MAX_DETAIL_CHARS]}... (message cut, "
+                       f"{len(message):,} characters)")
+    if schema is not None:  # pyarrow numbers CSV columns from 0: name them too
+        def named(found: re.Match[str]) -> str:
+            index = int(found.group(1))
+            name = f" ({shorten(schema.names[index])})" if index < len(schema.names) else ""
+            return f"{found.group(0)}{name}"
+
+        message = _CSV_COLUMN.sub(named, message)
+    return message
+
+
+def _check_flat(source: str, schema: pa.Schema, fmt: str) -> None:
     """Every column must hold one flat value per cell, whatever the source."""
-    nested = [f"{f.name!r} ({f.type})" for f in schema if pa.types.is_nested(f.type)]
+    nested = [f for f in schema if pa.types.is_nested(f.type)]
     if nested:
+        shown = [f"{shorten(f.name)} ({shorten(str(f.type), quote=False)})" for f in nested[:5]]
+        if len(nested) > 5:
+            shown.append(f"and {len(nested) - 5} more")
+        hint = (" JSON Lines holds one flat object per line; a file holding one JSON document "
+                "is not JSON Lines." if fmt == "jsonl" else "")
         raise SourceError(
-            f"The source {source!r} has nested values in column(s) {', '.join(nested)}; "
-            f"expected one flat value (number, string, boolean, date) per cell."
+            f"The source {source!r} has nested values in column(s) {', '.join(shown)}; "
+            f"expected one flat value (number, string, boolean, date) per cell.{hint}"
         )
 
 
+# -- the stage --------------------------------------------------------------------------------
 @reports_errors
-def ingest(source: str, output_path: str, fmt: str = "auto") -> IngestResult:
-    """Stream ``source`` into a zstd Parquet file at ``output_path`` and compute its data version."""
-    opened = open_source(source, fmt)
+def ingest(
+    source: str, output_path: str, fmt: str = "auto", encoding: str = DEFAULT_ENCODING
+) -> IngestResult:
+    """Stream ``source`` into a zstd Parquet file at ``output_path`` and compute its data version.
+
+    ``encoding`` is the text encoding of a CSV or JSON Lines source (Parquet ignores it); text
+    that is not valid in it is a SourceError naming the offset of the first invalid byte.
+    """
+    checked("source_encoding", encoding)
+    opened = open_source(source, fmt, encoding)
     digest = hashlib.sha256()
     rows = 0
+    schema: pa.Schema | None = None
     try:
         with opened.open() as table:
-            schema = table.schema
-            _check_flat(source, schema)
+            _check_flat(source, table.schema, table.format)
+            schema = canonical_schema(table.schema)
             digest.update("\x1f".join(schema.names).encode() + b"\x1e")
             with pq.ParquetWriter(output_path, schema, compression=SNAPSHOT_COMPRESSION) as writer:
                 for batch in table.batches:
                     if batch.num_rows:
+                        batch = canonical_batch(batch, schema)
                         writer.write_batch(batch)
                         digest.update(_row_hashes(batch))
                         rows += batch.num_rows
     except READ_ERRORS as exc:
         raise SourceError(
             f"The source {source!r} is not readable as {opened.format}: "
-            f"{(str(exc).splitlines() or [type(exc).__name__])[0]}"
+            f"{read_error_detail(exc, opened.format, schema)}"
         ) from None
     return IngestResult(
         source=source, format=table.format, data_version=digest.hexdigest(), rows=rows,

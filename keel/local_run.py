@@ -4,29 +4,54 @@ The stages run as subprocesses of this Python (``SubprocessRunner(use_venv=False
 very pipeline function that is compiled for Kubeflow. Their output goes to a log file; the
 terminal gets one progress line per task, and a failing stage's KeelError comes back through
 KEEL_ERROR_FILE as one readable line.
+
+Two things kfp.local does not do are done here:
+
+- **Nothing is left in temporary folders.** kfp writes each stage's code to a fresh
+  ``$TMPDIR/tmp*/ephemeral_component.py`` (``mktemp -d`` in the component's shell command) and
+  never removes it, and ``local.init`` makes a ``kfp-workspace-*`` folder. A run gets one
+  temporary folder of its own: the stages' ``TMPDIR``, kfp's workspace and the error file live in
+  it, and it is removed when the run ends, normally or not.
+- **An interrupt stops the stages.** Each stage runs in its own process group (so a Ctrl-C in the
+  terminal reaches Keel, not the stage half-way through a write); on SIGINT or SIGTERM, Keel
+  sends the running stage SIGINT (Python unwinds: its ``finally`` blocks and temporary files are
+  cleaned up), kills the group if it has not ended within :data:`STOP_GRACE` seconds, and raises
+  :class:`~keel.errors.Interrupted`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import queue
 import re
+import shutil
+import signal
+import subprocess
 import tempfile
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import redirect_stdout
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 from keel.contracts import Promotion
-from keel.errors import ERROR_FILE_ENV, KeelError, from_report
+from keel.errors import ERROR_FILE_ENV, Interrupted, KeelError, from_report, printable
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '([^']+)'")
 _FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
+
+STOP_GRACE = 5.0  # seconds a stage has to unwind after SIGINT before its process group is killed
+POLL = 0.2  # seconds the main thread waits at most before it runs a pending signal handler
+_STAGES: set[subprocess.Popen[str]] = set()  # the stage processes running now
+_STAGES_LOCK = threading.RLock()  # re-entrant: the signal handler may run while it is held
 
 
 class _ProgressLog(io.TextIOBase):
@@ -35,23 +60,227 @@ class _ProgressLog(io.TextIOBase):
     def __init__(self, log: IO[str], progress: Callable[[str], None], echo: bool):
         self.log, self.progress, self.echo = log, progress, echo
         self.started: dict[str, float] = {}
+        self.partial = ""  # --debug: the start of a line not yet ended
 
     def write(self, text: str) -> int:
         self.log.write(text)
         if self.echo:
-            self.progress(text.rstrip("\n"))
+            # --debug streams the stage logs: they quote data, so no raw control characters.
+            *lines, self.partial = (self.partial + text).split("\n")
+            for line in lines:
+                self.progress(printable(_ANSI.sub("", line)))
             return len(text)
         for line in _ANSI.sub("", text).splitlines():
             if match := _STARTED.search(line):
                 self.started[match[1]] = time.perf_counter()
-                self.progress(f"  {match[1]:<11} running")
+                self.progress(f"  {printable(match[1]):<11} running")
             elif match := _FINISHED.search(line):
                 took = time.perf_counter() - self.started.get(match[1], time.perf_counter())
-                self.progress(f"  {match[1]:<11} {match[2].lower()} ({took:.1f}s)")
+                self.progress(f"  {printable(match[1]):<11} {match[2].lower()} ({took:.1f}s)")
         return len(text)
 
     def flush(self) -> None:
         self.log.flush()
+
+
+# -- stage processes ----------------------------------------------------------------------------
+def stop_stages(signum: int = signal.SIGINT) -> None:
+    """Send ``signum`` to every running stage's process group (returns at once)."""
+    with _STAGES_LOCK:
+        running = list(_STAGES)
+    for process in running:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signum)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    """Stop one stage: SIGINT, :data:`STOP_GRACE` seconds to unwind, then SIGKILL its group."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=STOP_GRACE)
+    except subprocess.TimeoutExpired:
+        pass
+    # Whatever the stage started in its group (and did not stop) goes too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
+    """Hand the stage's output lines to the main thread (None: the stage closed its output)."""
+    try:
+        for line in iter(stream.readline, ""):
+            lines.put(line)
+    except (OSError, ValueError):  # the stream was closed under us: the stage is being stopped
+        pass
+    finally:
+        lines.put(None)
+
+
+def _next_line(lines: queue.Queue[str | None]) -> str | None:
+    """The stage's next line, waiting in short slices.
+
+    A signal may be delivered to any thread of this process (numpy and scikit-learn start
+    some); a main thread blocked in read() or waitpid() would then never run the Python signal
+    handler. Waking up every :data:`POLL` seconds lets the handler run within that time.
+    """
+    while True:
+        try:
+            return lines.get(timeout=POLL)
+        except queue.Empty:
+            continue
+
+
+def _wait(process: subprocess.Popen[str]) -> int:
+    """``process.wait()``, in short slices for the same reason as :func:`_next_line`."""
+    while True:
+        try:
+            return process.wait(timeout=POLL)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _run_stage(full_command: list[str], env_vars: dict[str, str] | None = None, *,
+               tmp: str) -> int:
+    """kfp.local's ``run_local_subprocess``, with the stage in its own process group and TMPDIR.
+
+    Same contract as kfp 2.17.3's: the stage's output is printed line by line (into the run log),
+    and its exit status is returned.
+    """
+    env = {**os.environ, **(env_vars or {}), "TMPDIR": tmp, "TMP": tmp, "TEMP": tmp}
+    process: subprocess.Popen[str] | None = None
+    reader: threading.Thread | None = None
+    try:
+        with shielded():  # started and known to stop_stages() as one step
+            process = subprocess.Popen(
+                full_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                errors="backslashreplace", bufsize=1, env=env, process_group=0,
+            )
+            with _STAGES_LOCK:
+                _STAGES.add(process)
+        assert process.stdout is not None
+        lines: queue.Queue[str | None] = queue.Queue()
+        reader = threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True)
+        reader.start()
+        while (line := _next_line(lines)) is not None:
+            print(line, end="")
+        print("\n")
+        return _wait(process)
+    except BaseException:
+        if process is not None:
+            _stop(process)
+        raise
+    finally:
+        if process is not None:
+            with _STAGES_LOCK:
+                _STAGES.discard(process)
+            if reader is not None:
+                reader.join(timeout=STOP_GRACE)  # the stage is gone: its output ends
+            if process.stdout is not None and (reader is None or not reader.is_alive()):
+                process.stdout.close()
+
+
+@contextlib.contextmanager
+def _stages_launched_by_keel(tmp: str) -> Iterator[None]:
+    """Make kfp.local start the stages through :func:`_run_stage` for the duration."""
+    from kfp.local import subprocess_task_handler
+
+    def launch(full_command: list[str], env_vars: dict[str, str] | None = None) -> int:
+        return _run_stage(full_command, env_vars, tmp=tmp)
+
+    original = subprocess_task_handler.run_local_subprocess
+    subprocess_task_handler.run_local_subprocess = launch
+    try:
+        yield
+    finally:
+        subprocess_task_handler.run_local_subprocess = original
+
+
+# -- interrupts ---------------------------------------------------------------------------------
+class _Interrupts:
+    """SIGINT and SIGTERM become one :class:`Interrupted`, after the stages were told to stop.
+
+    Only the first signal counts: a second Ctrl-C while Keel cleans up is ignored, so the
+    cleanup (bounded by :data:`STOP_GRACE`) always finishes. Inside :meth:`shielded`, the
+    exception waits until the section ends, so a cleanup is never cut half-way.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.raised = False
+        self.depth = 0
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        """The signal handler (main thread)."""
+        if self.received is not None:
+            return
+        self.received = signum
+        stop_stages()
+        if not self.depth:
+            self.raised = True
+            raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        """A section an interrupt does not cut: it is raised when the section ends."""
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+        if not self.depth and self.received is not None and not self.raised:
+            self.raised = True
+            raise Interrupted(self.received)
+
+
+_interrupts: _Interrupts | None = None
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """For the duration, SIGINT and SIGTERM stop the running stage and raise Interrupted."""
+    global _interrupts
+    state = _Interrupts()
+    previous = {signum: signal.signal(signum, state.handle)
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    outer, _interrupts = _interrupts, state
+    try:
+        yield
+    finally:
+        _interrupts = outer
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def shielded() -> contextlib.AbstractContextManager[None]:
+    """A section an interrupt does not cut (see :class:`_Interrupts`); plain outside a run."""
+    return _interrupts.shielded() if _interrupts is not None else contextlib.nullcontext()
+
+
+# -- the run ------------------------------------------------------------------------------------
+def _read_report(path: Path) -> dict[str, Any] | None:
+    """The error a stage reported, or None (no report, or one cut short by a killed stage)."""
+    try:
+        report = json.loads(path.read_text(errors="replace"))
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def _run_folder() -> Path:
+    """This run's own temporary folder, in the user's TMPDIR."""
+    folder = "the temporary folder"
+    try:
+        # gettempdir() itself skips folders it cannot write; it fails when none is left.
+        folder = tempfile.gettempdir()
+        return Path(tempfile.mkdtemp(prefix="keel-run-", dir=folder))
+    except OSError as exc:
+        raise KeelError(
+            f"Keel needs a folder of its own in {folder} and cannot make one "
+            f"({exc.strerror or exc}); set TMPDIR to a folder you can write.",
+            stage="run",
+        ) from None
 
 
 def run_training(
@@ -60,43 +289,56 @@ def run_training(
     progress: Callable[[str], None],
     debug: bool = False,
 ) -> tuple[Promotion, str]:
-    """Run ``training_pipeline(**arguments)`` locally; what promote did, and the log's path."""
+    """Run ``training_pipeline(**arguments)`` locally; what promote did, and the log's path.
+
+    Leaves nothing in temporary folders, whether the run succeeds, fails or is interrupted.
+    """
     from kfp import local
 
     from keel.pipelines.training import training_pipeline
 
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    pipeline_root = work_dir / "pipeline_root"
-    log_path = work_dir / "logs" / f"{stamp}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    pipeline_root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
-
-    fd, error_file = tempfile.mkstemp(prefix="keel-error-", suffix=".json")
-    os.close(fd)
-    previous = os.environ.get(ERROR_FILE_ENV)
-    os.environ[ERROR_FILE_ENV] = error_file
+    run_tmp: Path | None = None
     try:
-        with (
-            open(log_path, "w") as log,
-            redirect_stdout(_ProgressLog(log, progress, echo=debug)),
-            warnings.catch_warnings(),
-        ):
-            # kfp.local warns that our stage images are not used locally: that is the point.
-            warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
-            try:
-                task = training_pipeline(**arguments)
-            except RuntimeError as exc:
-                report = Path(error_file).read_text()
-                if report:
-                    raise from_report(json.loads(report), log=str(log_path)) from None
-                raise KeelError(
-                    f"The pipeline failed ({exc}); the full log is {log_path}", stage="run"
-                ) from None
+        with shielded():
+            run_tmp = _run_folder()
+        stage_tmp = run_tmp / "tmp"
+        stage_tmp.mkdir()
+        error_file = run_tmp / "error.json"
+        error_file.touch()
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        pipeline_root = work_dir / "pipeline_root"
+        log_path = work_dir / "logs" / f"{stamp}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        pipeline_root.mkdir(parents=True, exist_ok=True)
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
+                   workspace_root=str(run_tmp / "workspace"))
+        previous = os.environ.get(ERROR_FILE_ENV)
+        os.environ[ERROR_FILE_ENV] = str(error_file)
+        try:
+            with (
+                open(log_path, "w") as log,
+                redirect_stdout(_ProgressLog(log, progress, echo=debug)),
+                warnings.catch_warnings(),
+                _stages_launched_by_keel(str(stage_tmp)),
+            ):
+                # kfp.local warns that our stage images are not used locally: that is the point.
+                warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
+                try:
+                    task = training_pipeline(**arguments)
+                except RuntimeError as exc:
+                    report = _read_report(error_file)
+                    if report is not None:
+                        raise from_report(report, log=str(log_path)) from None
+                    raise KeelError(
+                        f"The pipeline failed ({exc}); the full log is {log_path}", stage="run"
+                    ) from None
+        finally:
+            if previous is None:
+                os.environ.pop(ERROR_FILE_ENV, None)
+            else:
+                os.environ[ERROR_FILE_ENV] = previous
     finally:
-        if previous is None:
-            os.environ.pop(ERROR_FILE_ENV, None)
-        else:
-            os.environ[ERROR_FILE_ENV] = previous
-        os.unlink(error_file)
+        with shielded():
+            if run_tmp is not None:
+                shutil.rmtree(run_tmp, ignore_errors=True)
     return Promotion.from_json(task.output, origin="the promote output"), str(log_path)

@@ -2,7 +2,9 @@
 
 The alias moves by compare-and-swap on the generation the evaluate stage read, so if another run
 promoted in between, this run's version stays published but unpromoted and the run fails with a
-RegistryConflict, instead of silently replacing a model it was never compared with. A rejected
+RegistryConflict, instead of silently replacing a model it was never compared with. Before the
+alias moves, the registry reads every file of the version and checks its sha256: a version changed
+after publish (a replaced model.joblib) is refused, and production stays where it was. A rejected
 candidate is a normal outcome: production stays where it is.
 """
 
@@ -24,7 +26,11 @@ def reason_for(decision: Decision) -> str:
 
 
 def promote(registry: Registry, version: int, decision: Decision, run_id: str = "") -> Promotion:
-    """Move production to ``version`` if ``decision`` passed; say what happened either way."""
+    """Move production to ``version`` if ``decision`` passed; say what happened either way.
+
+    A damaged version (``DamagedVersion``) or a missing production.json (``MissingAlias``) is an
+    error that moves nothing.
+    """
     registry.manifest(version)  # the version must be complete before anything points at it
     if decision.passed:
         expected = decision.baseline.generation if decision.baseline else 0

@@ -101,10 +101,12 @@ def _encoding_name(setting: Setting, value: Any, values: Mapping[str, Any]) -> s
     import codecs
 
     try:
-        return codecs.lookup(_non_empty(setting, value, values)).name
+        codec = codecs.lookup(_non_empty(setting, value, values))
     except LookupError:
-        raise setting.fail("a text encoding Python knows (utf-8, latin-1, cp1252, ...)",
-                           value) from None
+        codec = None
+    if codec is None or not codec._is_text_encoding:  # rot13, base64, zlib: not text encodings
+        raise setting.fail("a text encoding Python knows (utf-8, latin-1, cp1252, ...)", value)
+    return codec.name
 
 
 def _seed(setting: Setting, value: Any, values: Mapping[str, Any]) -> int:

@@ -26,8 +26,8 @@ class Stage:
 STAGES: tuple[Stage, ...] = (
     Stage("ingest", "reads the source into one Parquet snapshot and its data version",
           cacheable=False, uses_scikit_learn=False),
-    Stage("validate", "infers and checks the schema, drops unusable rows and columns, reports",
-          cacheable=True, uses_scikit_learn=False),
+    Stage("validate", "checks the table and its schema against production, reports",
+          cacheable=False, uses_scikit_learn=False),  # reads the production version
     Stage("preprocess", "splits train/test rows and writes the feature spec",
           cacheable=True, uses_scikit_learn=True),
     Stage("train", "fits the scikit-learn Pipeline (feature transformer and estimator)",

@@ -18,7 +18,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -292,13 +293,59 @@ class LocalStore(Store):
                 os.replace(tmp, target)
 
 
+RETRY_DEADLINE_ENV = "KEEL_GCS_RETRY_DEADLINE"
+DEFAULT_RETRY_DEADLINE = 60.0
+"""Seconds a GCS call keeps retrying transient failures (429, 5xx, dropped connections).
+
+Half the client library's 120 s: a Keel run is a batch job (Kubeflow can retry the whole step),
+and a minute of consecutive failures is an outage worth reporting rather than waiting out.
+"""
+WRITE_TOKEN = "keel-write-token"  # object metadata naming the one write that created an object
+
+
+class StorageUnavailable(KeelError):
+    """GCS kept failing with transient errors until the retry deadline passed."""
+
+    stage = "storage"
+
+
+def retry_deadline() -> float:
+    """The retry deadline in seconds: ``KEEL_GCS_RETRY_DEADLINE``, else 60."""
+    value = os.environ.get(RETRY_DEADLINE_ENV, "")
+    if not value:
+        return DEFAULT_RETRY_DEADLINE
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise ParameterError(
+            f"{RETRY_DEADLINE_ENV} must be a positive number of seconds. Got {value!r}.",
+            stage="storage",
+        )
+    return seconds
+
+
 class GCSStore(Store):
-    """A store under ``gs://bucket/prefix``: generation preconditions on every write."""
+    """A store under ``gs://bucket/prefix``: generation preconditions on every write.
+
+    Every call retries transient failures with jittered exponential backoff (0.25 s doubling up
+    to 8 s) until :func:`retry_deadline`. Writes are retried too, which is safe only because each
+    carries a generation precondition; but when an attempt succeeded and its response was lost,
+    the retry meets its own object and gets 412. So every write tags its object with a token of
+    its own (metadata ``keel-write-token``), and a 412 whose object carries this write's token is
+    this write's success, never another writer's (whose bytes may well be identical).
+    """
 
     def __init__(self, uri: str):
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
         self.bucket_name, self.prefix = split_gcs(uri)
         self.uri = f"gs://{self.bucket_name}" + (f"/{self.prefix}" if self.prefix else "")
         self.bucket = gcs_client().bucket(self.bucket_name)
+        self.deadline = retry_deadline()
+        self.retry = DEFAULT_RETRY.with_delay(initial=0.25, maximum=8.0, multiplier=2.0).with_timeout(
+            self.deadline)
 
     def _name(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -308,7 +355,8 @@ class GCSStore(Store):
 
     @contextlib.contextmanager
     def _translate(self, key: str) -> Iterator[None]:
-        from google.api_core.exceptions import Forbidden, NotFound, PreconditionFailed
+        from google.api_core.exceptions import Forbidden, NotFound, PreconditionFailed, RetryError
+        from google.cloud.storage.retry import _should_retry  # the predicate self.retry uses
 
         try:
             yield
@@ -325,15 +373,52 @@ class GCSStore(Store):
             ) from None
         except NotFound:
             raise ObjectNotFound(f"{self.url(key)} does not exist.") from None
+        except Exception as exc:
+            if not (isinstance(exc, RetryError) or _should_retry(exc)):
+                raise
+            cause = exc.cause if isinstance(exc, RetryError) and exc.cause is not None else exc
+            raise StorageUnavailable(
+                f"Google Cloud Storage kept failing on {self.url(key)} ({type(cause).__name__} "
+                f"for {self.deadline:g} s of retries); a write may or may not have happened, but "
+                "the registry stays consistent. Run again later."
+            ) from None
+
+    def _write(self, key: str, upload: Callable[[Any], object]) -> None:
+        """Run ``upload(blob)``, a write with a generation precondition; a 412 on its own object is ok.
+
+        ``upload`` must pass ``if_generation_match`` and ``retry=self.retry``.
+        """
+        from google.api_core.exceptions import PreconditionFailed
+
+        token = uuid.uuid4().hex
+        blob = self._blob(key)
+        blob.metadata = {WRITE_TOKEN: token}
+        with self._translate(key):
+            try:
+                upload(blob)
+            except PreconditionFailed:
+                if not self._written_by(key, token):
+                    raise
+                # An earlier attempt of this very write succeeded; only its response was lost.
+
+    def _written_by(self, key: str, token: str) -> bool:
+        """Whether the object now at ``key`` was created by the write holding ``token``.
+
+        If another writer replaced an alias document right after this write's lost success, the
+        token is gone and the write reports a conflict: production did move on, past this write.
+        """
+        current = self.bucket.get_blob(self._name(key), retry=self.retry)
+        return current is not None and (current.metadata or {}).get(WRITE_TOKEN) == token
 
     @override
     def read_bytes(self, key: str) -> bytes:
         with self._translate(key):
-            return bytes(self._blob(key).download_as_bytes())
+            return bytes(self._blob(key).download_as_bytes(retry=self.retry))
 
     @override
     def exists(self, key: str) -> bool:
-        return bool(self._blob(key).exists())
+        with self._translate(key):
+            return bool(self._blob(key).exists(retry=self.retry))
 
     @override
     def list(self, prefix: str) -> list[str]:
@@ -341,31 +426,31 @@ class GCSStore(Store):
         full = f"{full}/" if full else ""  # a store at the bucket root lists the whole bucket
         strip = len(self.prefix) + 1 if self.prefix else 0
         with self._translate(prefix):
-            return sorted(b.name[strip:] for b in self.bucket.list_blobs(prefix=full))
+            blobs = self.bucket.list_blobs(prefix=full, retry=self.retry)
+            return sorted(b.name[strip:] for b in blobs)
 
     @override
     def create(self, key: str, data: bytes) -> None:
-        with self._translate(key):
-            self._blob(key).upload_from_string(data, if_generation_match=0)
+        self._write(key, lambda blob: blob.upload_from_string(
+            data, if_generation_match=0, retry=self.retry))
 
     @override
     def create_from_file(self, key: str, path: str | os.PathLike[str]) -> None:
-        with self._translate(key):
-            self._blob(key).upload_from_filename(str(path), if_generation_match=0)
+        self._write(key, lambda blob: blob.upload_from_filename(
+            str(path), if_generation_match=0, retry=self.retry))
 
     @override
     def download(self, key: str, path: str | os.PathLike[str]) -> None:
         with self._translate(key):
-            self._blob(key).download_to_filename(str(path))
+            self._blob(key).download_to_filename(str(path), retry=self.retry)
 
     @override
     def read_document(self, key: str) -> tuple[dict[str, Any] | None, int]:
-        from google.api_core.exceptions import NotFound
-
         blob = self._blob(key)
         try:
-            data = blob.download_as_bytes()
-        except NotFound:
+            with self._translate(key):
+                data = blob.download_as_bytes(retry=self.retry)
+        except ObjectNotFound:
             return None, 0
         doc = self.parse_json(key, data)
         if not isinstance(doc, dict):
@@ -377,9 +462,7 @@ class GCSStore(Store):
     def swap_document(self, key: str, doc: dict[str, Any], generation: int) -> None:
         previous, _ = self.read_document(key) if generation else (None, 0)
         counter = int(previous["generation"]) + 1 if previous else 1
-        with self._translate(key):
-            self._blob(key).upload_from_string(
-                dump_json({**doc, "generation": counter}),
-                content_type="application/json",
-                if_generation_match=generation,
-            )
+        data = dump_json({**doc, "generation": counter})
+        self._write(key, lambda blob: blob.upload_from_string(
+            data, content_type="application/json", if_generation_match=generation,
+            retry=self.retry))

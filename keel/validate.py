@@ -4,6 +4,17 @@ Blocking problems raise (the run stops before anything is registered); repairabl
 repaired and reported: rows with a missing target are dropped and counted, and columns that
 cannot be features (identifiers, free text, constant or empty columns, dates) are excluded with
 the reason written next to them.
+
+Two more rules stop a run before it trains a model that would mislead:
+
+- the evaluation must mean something: the test split (sized as scikit-learn's
+  ``train_test_split`` sizes it) needs ``min_test_rows`` rows and, for a classifier, each class
+  about ``min_class_test_rows``;
+- a model name keeps what it predicts: a run whose target, task or classes differ from those of
+  the model's production version is refused unless ``allow_target_change``.
+
+Every message stays one readable line whatever the data: a list of classes, columns or reasons
+shows a few entries and then "... and N more".
 """
 
 from __future__ import annotations
@@ -11,25 +22,85 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
 from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from keel.contracts import ColumnInfo, ColumnKind, TableSchema, Task
-from keel.errors import DataValidationError, SchemaError, reports_errors
-from keel.settings import checked
+from keel.contracts import ColumnInfo, ColumnKind, Scalar, TableSchema, Task
+from keel.errors import DataValidationError, ParameterError, SchemaError, reports_errors
+from keel.registry import Registry
+from keel.settings import SETTINGS, checked
+from keel.storage import open_store
 
 # An integer-valued numeric target with at most this many distinct values is a class label.
 MAX_CLASSES_FOR_NUMERIC_TARGET = 20
 # A string column with more distinct values than this (and than half its rows) is free text.
 MAX_CATEGORIES = 50
+# Messages quote a name or value in at most NAME_WIDTH characters, and list at most MAX_SHOWN
+# entries in at most LIST_WIDTH characters: a 5,000-class target still gives one short line.
+NAME_WIDTH = 40
+LIST_WIDTH = 100
+MAX_SHOWN = 5
+SCHEMA_FILE = "schema.json"  # the schema document publish stores with every version
 
 
 def _plain(value: Any) -> Any:
     """Turn numpy scalars into JSON-ready Python values."""
     return value.item() if hasattr(value, "item") else value
+
+
+def _clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, ending in '...' when it was longer."""
+    return text if len(text) <= width else text[: max(width - 3, 1)] + "..."
+
+
+def shown(value: Any, width: int = NAME_WIDTH) -> str:
+    """A name or value as a message quotes it: its repr, clipped to ``width`` characters."""
+    return _clip(repr(_plain(value)), width)
+
+
+def listing(
+    items: Sequence[Any], width: int = LIST_WIDTH, *, render: Callable[[Any], str] = shown,
+    sep: str = ", ",
+) -> str:
+    """The first entries of ``items`` (at most MAX_SHOWN, in ``width`` characters), then a count.
+
+    ``['a', 'b', 'c', ...]`` -> ``"'a', 'b', 'c' ... and 4997 more"``.
+    """
+    parts: list[str] = []
+    used = 0
+    for index, item in enumerate(items[:MAX_SHOWN]):
+        rest = len(items) - index - 1
+        tail = len(f" ... and {rest} more") if rest else 0
+        text = render(item)
+        if not parts:  # the first entry is always shown, clipped if it must be
+            text = _clip(text, max(width - tail, 12))
+        elif used + len(sep) + len(text) + tail > width:
+            break
+        used += (len(sep) if parts else 0) + len(text)
+        parts.append(text)
+    more = len(items) - len(parts)
+    return sep.join(parts) + (f" ... and {more} more" if more else "")
+
+
+def _flag(name: str) -> str:
+    """The ``keel run`` option of a setting, as messages name it."""
+    return SETTINGS[name].cli_flag
+
+
+def _number(count: int) -> str:
+    """A row count for a message: digits, or a short power of ten when it is huge."""
+    digits = str(count)
+    return digits if len(digits) <= 12 else f"about {digits[0]}.{digits[1:3]}e{len(digits) - 1}"
 
 
 def _kind(series: pd.Series, rows: int) -> tuple[ColumnKind, str]:
@@ -41,7 +112,7 @@ def _kind(series: pd.Series, rows: int) -> tuple[ColumnKind, str]:
     if pd.api.types.is_datetime64_any_dtype(series):
         return "datetime", "date/time columns are not turned into features yet"
     if unique == 1:
-        return "constant", f"it has a single value ({_plain(non_null.iloc[0])!r})"
+        return "constant", f"it has a single value ({shown(non_null.iloc[0])})"
     if pd.api.types.is_bool_dtype(series):
         return "categorical", ""
     if pd.api.types.is_numeric_dtype(series):
@@ -63,7 +134,8 @@ def _kind(series: pd.Series, rows: int) -> tuple[ColumnKind, str]:
 
 def _stats(series: pd.Series, kind: str) -> dict[str, Any]:
     if kind == "numeric":
-        described = series.describe()
+        with np.errstate(over="ignore", invalid="ignore"):  # huge floats: stats become None
+            described = series.describe()
         # inf or NaN (a column holding inf) would make the schema document invalid JSON
         return {k: _plain(described[k]) if math.isfinite(described[k]) else None
                 for k in ("mean", "std", "min", "max") if k in described}
@@ -78,15 +150,15 @@ def infer_task(target: pd.Series, task: str) -> Task:
     task = checked("task", task)
     if pd.api.types.is_datetime64_any_dtype(target) or pd.api.types.is_timedelta64_dtype(target):
         raise SchemaError(
-            f"The target {target.name!r} holds dates or times ({target.dtype}), which Keel cannot "
-            "predict yet: expected numbers, text or booleans. Convert it (for example to a "
+            f"The target {shown(target.name)} holds dates or times ({target.dtype}), which Keel "
+            "cannot predict yet: expected numbers, text or booleans. Convert it (for example to a "
             "number of days) or choose another --target."
         )
     numeric = pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target)
     if task == "regression" and not numeric:
         raise SchemaError(
-            f"Regression needs a numeric target, but column {target.name!r} has type "
-            f"{target.dtype} (for example {_plain(target.iloc[0])!r}). Use --task classification."
+            f"Regression needs a numeric target, but column {shown(target.name)} has type "
+            f"{target.dtype} (for example {shown(target.iloc[0])}). Use --task classification."
         )
     if task != "auto":
         return cast(Task, task)
@@ -98,21 +170,99 @@ def infer_task(target: pd.Series, task: str) -> Task:
     return "regression"
 
 
-def _check_classes(target: pd.Series) -> list[Any]:
+def _class_counts(target: pd.Series) -> pd.Series:
+    """Rows per class; at least two classes, or a DataValidationError naming the only one."""
     counts = target.value_counts()
     counts = counts[counts > 0]  # a categorical target also counts its unused categories
     if len(counts) < 2:
         raise DataValidationError(
-            f"Classification needs at least two classes in target {target.name!r}, but every "
-            f"row has {_plain(counts.index[0])!r}. Check the target column or the source data."
+            f"Classification needs at least two classes in target {shown(target.name)}, but "
+            f"every row has {shown(counts.index[0])}. Check the target column or the source data."
         )
-    rare = counts[counts < 2]
-    if len(rare):
+    return counts
+
+
+def _smallest_first(counts: pd.Series) -> list[tuple[Any, int]]:
+    """(class, rows) pairs, smallest class first; ties in the order of the classes' text."""
+    pairs = [(_plain(c), int(n)) for c, n in counts.items()]
+    return sorted(pairs, key=lambda pair: (pair[1], str(pair[0])))
+
+
+def _check_stratifiable(target: pd.Series, counts: pd.Series) -> None:
+    """A stratified split puts each class on both sides: every class needs two rows."""
+    rare = _smallest_first(counts[counts < 2])
+    if rare:
         raise DataValidationError(
-            f"Every class of target {target.name!r} needs at least 2 rows for a stratified split; "
-            f"{', '.join(repr(_plain(c)) for c in rare.index)} has only 1."
+            f"Every class of target {shown(target.name)} needs at least 2 rows for a stratified "
+            f"split; {len(rare)} class(es) have only 1: {listing([c for c, _ in rare])}."
         )
-    return sorted((_plain(c) for c in counts.index), key=str)
+
+
+def held_out_rows(rows: int, test_size: float) -> int:
+    """Rows the test split gets: ``ceil(test_size * rows)``, as ``train_test_split`` computes it."""
+    return math.ceil(test_size * rows)
+
+
+def rows_needed(min_test_rows: int, test_size: float) -> int:
+    """The fewest rows that split into ``min_test_rows`` test rows and at least one training row."""
+    min_test_rows = max(min_test_rows, 1)
+    # ceil(t * n) >= m exactly when t * n > m - 1, and n - ceil(t * n) >= 1 when n >= 1 / (1 - t):
+    # exact arithmetic for the estimate, then the float product train_test_split computes decides.
+    t = Fraction(test_size)
+    estimate = max(math.floor((min_test_rows - 1) / t), math.ceil(1 / (1 - t)) - 1, 1)
+    if estimate > 2**40:  # floats no longer tell neighbouring row counts apart
+        return estimate + 1
+    for rows in range(max(estimate - 1, 1), estimate + 8):
+        if min_test_rows <= held_out_rows(rows, test_size) < rows:
+            return rows
+    return estimate + 1
+
+
+def class_rows_needed(min_class_test_rows: int, test_size: float) -> int:
+    """The fewest rows a class needs for about ``min_class_test_rows`` test rows.
+
+    A stratified split gives a class about ``rows * test_size`` test rows; a product short of the
+    minimum by floating-point error only (10 * 0.3) reaches it.
+    """
+    if min_class_test_rows <= 0:
+        return 0
+    return math.ceil((Fraction(min_class_test_rows) - Fraction(1, 10**9)) / Fraction(test_size))
+
+
+def check_evaluation_size(
+    target: pd.Series, task: Task, rows_in: int, *, test_size: float, min_test_rows: int,
+    min_class_test_rows: int,
+) -> None:
+    """Refuse a table whose test split would be too small for its metrics to mean anything.
+
+    Checked before training: a 3-row table would otherwise train on 2 rows, test on 1 and be
+    promoted on that one row's score.
+    """
+    rows = len(target)
+    held_out = held_out_rows(rows, test_size)
+    if held_out < min_test_rows or held_out >= rows:
+        dropped = rows_in - rows
+        read = f" ({dropped} of {rows_in} dropped for a missing target)" if dropped else ""
+        problem = (f"below {_flag('min_test_rows')} {min_test_rows}" if held_out < min_test_rows
+                   else "leaving no row to train on")
+        raise DataValidationError(
+            f"The table is too small for a meaningful evaluation: {rows} usable rows{read} give "
+            f"a test split of {held_out} at test_size {test_size}, {problem}; it needs at least "
+            f"{_number(rows_needed(min_test_rows, test_size))} rows. Add rows, or change "
+            f"{_flag('test_size')} or {_flag('min_test_rows')}."
+        )
+    if task != "classification":
+        return
+    needed = class_rows_needed(min_class_test_rows, test_size)
+    small = _smallest_first(target.value_counts()[lambda n: (n > 0) & (n < needed)])
+    if small:
+        classes = listing(small, 70, render=lambda pair: f"{shown(pair[0], 24)} ({pair[1]} rows)")
+        raise DataValidationError(
+            f"{len(small)} class(es) of target {shown(target.name, 30)} are too small to "
+            f"evaluate: each needs {_number(needed)} rows ({min_class_test_rows} test rows at "
+            f"test_size {test_size}); smallest: {classes}. Add rows or merge classes, or change "
+            f"{_flag('test_size')} or {_flag('min_class_test_rows')}."
+        )
 
 
 def _infinite_to_missing(frame: pd.DataFrame) -> dict[str, int]:
@@ -140,19 +290,126 @@ def schema_hash(columns: list[ColumnInfo]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def validate(snapshot_path: str, target: str, task: str, output_path: str) -> TableSchema:
-    """Check the snapshot, write the usable rows to ``output_path``, return the schema document."""
+# -- what production predicts ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Production:
+    """What a model's production version predicts: target and task (manifest), classes (schema)."""
+
+    model: str
+    version: int
+    target: str
+    task: Task
+    classes: list[Scalar] | None
+
+
+def read_production(store: str, model_name: str) -> Production | None:
+    """What the model's production version predicts; None when it has none (a first run).
+
+    Registry damage (production.json missing while versions exist, a file that fails its
+    sha256) is the registry's error and propagates: damage is never taken for a first run.
+    """
+    registry = Registry(open_store(store), model_name)
+    version = registry.alias().version
+    if version is None:
+        return None
+    manifest = registry.manifest(version)
+    with tempfile.TemporaryDirectory(prefix="keel-validate-") as tmp:
+        path = registry.download_verified(version, SCHEMA_FILE, Path(tmp) / SCHEMA_FILE, manifest)
+        stored = TableSchema.from_json(
+            path.read_bytes(), stage="validate",
+            origin=registry.store.url(f"{registry.root}/versions/{version}/{SCHEMA_FILE}"))
+    classes = stored.classes if manifest.task == "classification" else None
+    return Production(model=registry.model, version=version, target=manifest.target,
+                      task=manifest.task, classes=classes)
+
+
+def _class_key(value: Scalar) -> tuple[str, Scalar]:
+    """Classes compare by value (1 and 1.0 are one class), but True is not 1 nor '1'."""
+    if isinstance(value, bool):
+        return "bool", value
+    if isinstance(value, int | float):
+        return "number", float(value)
+    return "text", value
+
+
+def _predicts(target: str, task: Task, classes: list[Scalar] | None, width: int = 32) -> str:
+    """``'status' (classification, 2 classes)``: what a model predicts, in a few words."""
+    kind = task if task == "regression" or classes is None else f"{task}, {len(classes)} classes"
+    return f"{shown(target, width)} ({kind})"
+
+
+def target_change(production: Production, schema: TableSchema) -> str:
+    """How this run's target, task or classes differ from production's; '' when they do not.
+
+    One short phrase whatever the data: names are clipped and long class lists end in a count.
+    """
+    if (production.target, production.task) != (schema.target, schema.task):
+        return (f"predicts {_predicts(production.target, production.task, production.classes)}; "
+                f"this run would predict {_predicts(schema.target, schema.task, schema.classes)}")
+    if production.classes is None or schema.classes is None:
+        return ""
+    before = {_class_key(c): c for c in production.classes}
+    now = {_class_key(c): c for c in schema.classes}
+    new = [c for key, c in now.items() if key not in before]
+    gone = [c for key, c in before.items() if key not in now]
+    if not new and not gone:
+        return ""
+    width = 33 if new and gone else 70  # both lists, and the line, stay short
+    changes = ([f"new {listing(new, width)}"] if new else []) + (
+        [f"without {listing(gone, width)}"] if gone else [])
+    theirs = _predicts(production.target, production.task, production.classes, width=24)
+    return f"predicts {theirs}; this run's classes: {', '.join(changes)}"
+
+
+def _check_production(
+    production: Production | None, schema: TableSchema, allow_target_change: bool
+) -> None:
+    """Refuse a run that would change what the model name predicts, unless it is allowed."""
+    if production is None or allow_target_change:
+        return
+    change = target_change(production, schema)
+    if change:
+        raise SchemaError(
+            f"Production version {production.version} of model {production.model!r} {change}. "
+            f"Use a new {_flag('model_name')} name, or pass {_flag('allow_target_change')} if the "
+            "change is intended."
+        )
+
+
+# -- the stage ---------------------------------------------------------------------------------
+def validate(
+    snapshot_path: str,
+    target: str,
+    task: str,
+    output_path: str,
+    *,
+    test_size: float = 0.2,
+    min_test_rows: int = 20,
+    min_class_test_rows: int = 5,
+    production: Production | None = None,
+    allow_target_change: bool = False,
+) -> TableSchema:
+    """Check the snapshot, write the usable rows to ``output_path``, return the schema document.
+
+    ``production`` is what the model's production version predicts (:func:`read_production`);
+    None compares nothing.
+    """
     target = checked("target", target)
-    names = pq.read_schema(snapshot_path).names  # before reading: pyarrow refuses duplicates
-    duplicated = sorted({n for n in names if names.count(n) > 1})
+    test_size = checked("test_size", test_size)
+    min_test_rows = checked("min_test_rows", min_test_rows)
+    min_class_test_rows = checked("min_class_test_rows", min_class_test_rows)
+    allow_target_change = checked("allow_target_change", allow_target_change)
+    arrow_schema = pq.read_schema(snapshot_path)
+    names = arrow_schema.names  # before reading: pyarrow refuses duplicates
+    duplicated = sorted(n for n, count in Counter(names).items() if count > 1)
     if duplicated:
-        raise SchemaError(f"Column names must be unique; {duplicated} appear more than once.")
+        raise SchemaError(f"Column names must be unique; {len(duplicated)} appear more than once: "
+                          f"{listing(duplicated)}.")
     frame = pq.read_table(snapshot_path).to_pandas()
     if target not in frame.columns:
-        shown = ", ".join(map(repr, names[:30])) + (" ..." if len(names) > 30 else "")
         raise SchemaError(
-            f"The 'target' parameter must be a column of the input table. Got {target!r}; "
-            f"the columns are {shown}."
+            f"The 'target' parameter must be a column of the input table. Got {shown(target)}; "
+            f"the {len(names)} columns are {listing(names, 120)}."
         )
     rows_in = len(frame)
     if rows_in == 0:
@@ -160,12 +417,24 @@ def validate(snapshot_path: str, target: str, task: str, output_path: str) -> Ta
     infinite = _infinite_to_missing(frame)
     missing_target = int(frame[target].isna().sum())
     if missing_target == rows_in:
-        raise DataValidationError(f"Every value of target {target!r} is missing ({rows_in} rows).")
+        raise DataValidationError(
+            f"Every value of target {shown(target)} is missing ({rows_in} rows).")
     if missing_target:
         frame = frame[frame[target].notna()].reset_index(drop=True)
+        target_type = arrow_schema.field(target).type
+        if pa.types.is_integer(target_type):
+            # Read with a gap, integers became floats: one empty cell must not turn the classes
+            # 0, 1, 2 into 0.0, 1.0, 2.0 (or merge large integers into one float).
+            frame[target] = frame[target].astype(target_type.to_pandas_dtype())
     rows = len(frame)
     task = infer_task(frame[target], task)
-    classes = _check_classes(frame[target]) if task == "classification" else None
+    counts = _class_counts(frame[target]) if task == "classification" else None
+    check_evaluation_size(frame[target], task, rows_in, test_size=test_size,
+                          min_test_rows=min_test_rows, min_class_test_rows=min_class_test_rows)
+    classes = None
+    if counts is not None:
+        _check_stratifiable(frame[target], counts)
+        classes = sorted((_plain(c) for c in counts.index), key=str)
 
     columns: list[ColumnInfo] = []
     for name in frame.columns:
@@ -185,12 +454,14 @@ def validate(snapshot_path: str, target: str, task: str, output_path: str) -> Ta
 
     features = [c for c in columns if c.role == "feature"]
     if not features:
-        excluded = "; ".join(f"{c.name}: {c.reason}" for c in columns if c.role == "excluded")
+        excluded = [c for c in columns if c.role == "excluded"]
+        reasons = listing(excluded, 180, sep="; ",
+                          render=lambda c: f"{_clip(c.name, 30)}: {_clip(c.reason, 60)}")
         raise DataValidationError(
-            f"No column can be used as a feature besides target {target!r} ({excluded or 'none'})."
+            f"No column can be used as a feature besides target {shown(target)} "
+            f"({reasons or 'none'})."
         )
-    frame.to_parquet(output_path, index=False, compression="zstd")
-    return TableSchema(
+    schema = TableSchema(
         target=target,
         task=task,
         classes=classes,
@@ -204,10 +475,27 @@ def validate(snapshot_path: str, target: str, task: str, output_path: str) -> Ta
         columns=columns,
         schema_hash=schema_hash(columns),
     )
+    _check_production(production, schema, allow_target_change)
+    frame.to_parquet(output_path, index=False, compression="zstd")
+    return schema
 
 
-def report_markdown(schema: TableSchema) -> str:
-    """The validation report shown in the Kubeflow dashboard."""
+def production_note(production: Production | None, schema: TableSchema, compared: bool) -> str:
+    """The report's line on the production comparison (``compared``: a store and model given)."""
+    if not compared:
+        return "production: not compared (no store and model name given)"
+    if production is None:
+        return "production: none yet (a first run), nothing compared"
+    where = f"version {production.version} of model {production.model!r}"
+    change = target_change(production, schema)
+    if change:
+        return (f"**target changed** (allowed by {_flag('allow_target_change')}): production "
+                f"{where} {change}")
+    return f"production: {where} predicts the same target, task and classes"
+
+
+def report_markdown(schema: TableSchema, notes: Sequence[str] = ()) -> str:
+    """The validation report shown in the Kubeflow dashboard; ``notes`` become extra bullets."""
     lines = [
         f"# Validation report: target `{schema.target}` ({schema.task})",
         "",
@@ -219,6 +507,7 @@ def report_markdown(schema: TableSchema) -> str:
         f"- numeric features: {len(schema.numeric_features)}, "
         f"categorical features: {len(schema.categorical_features)}, "
         f"excluded columns: {len(schema.excluded)}",
+        *(f"- {note}" for note in notes),
         "",
         "| column | type | kind | role | missing | distinct | note |",
         "|---|---|---|---|---|---|---|",
@@ -231,11 +520,48 @@ def report_markdown(schema: TableSchema) -> str:
 
 @reports_errors
 def run(
-    snapshot_path: str, target: str, task: str, dataset_out: str, schema_out: str, report_out: str
+    snapshot_path: str,
+    target: str,
+    task: str,
+    dataset_out: str,
+    schema_out: str,
+    report_out: str,
+    *,
+    test_size: float = 0.2,
+    min_test_rows: int = 20,
+    min_class_test_rows: int = 5,
+    store: str = "",
+    model_name: str = "",
+    allow_target_change: bool = False,
 ) -> TableSchema:
-    """The validate stage: usable rows, schema document and Markdown report; returns the schema."""
-    schema = validate(snapshot_path, target, task, dataset_out)
+    """The validate stage: usable rows, schema document and Markdown report; returns the schema.
+
+    With ``store`` and ``model_name`` (the pipeline always gives both) the run is compared with
+    the model's production version; with neither (the component used on its own) it is not.
+    """
+    if not isinstance(store, str) or not isinstance(model_name, str) or bool(store) != bool(
+            model_name):
+        raise ParameterError(
+            "The 'store' and 'model_name' parameters of validate go together: both, to compare "
+            "the table with the model's production version, or both empty. Got "
+            f"store={_clip(repr(store), 80)} and model_name={_clip(repr(model_name), 80)}.",
+            stage="validate",
+        )
+    # Every setting is checked before the registry is read, as keel run checks them before ingest.
+    test_size = checked("test_size", test_size)
+    min_test_rows = checked("min_test_rows", min_test_rows)
+    min_class_test_rows = checked("min_class_test_rows", min_class_test_rows)
+    allow_target_change = checked("allow_target_change", allow_target_change)
+    compared = bool(store)
+    production = None
+    if compared:
+        production = read_production(checked("store", store), checked("model_name", model_name))
+    schema = validate(
+        snapshot_path, target, task, dataset_out, test_size=test_size,
+        min_test_rows=min_test_rows, min_class_test_rows=min_class_test_rows,
+        production=production, allow_target_change=allow_target_change,
+    )
     schema.write(schema_out)
     with open(report_out, "w") as f:
-        f.write(report_markdown(schema))
+        f.write(report_markdown(schema, [production_note(production, schema, compared)]))
     return schema

@@ -63,7 +63,7 @@ def training_pipeline(
         model=fitted.outputs["model"], test=split.outputs["test"],
         feature_spec=split.outputs["feature_spec"], schema=checked.outputs["schema"],
         store=store, model_name=model_name, thresholds=thresholds,
-        override_reason=override_reason,
+        override_reason=override_reason, allow_target_change=allow_target_change,
     ))
     published = as_stage(publish(
         store=store, model_name=model_name, model=fitted.outputs["model"],

@@ -162,3 +162,81 @@ def test_a_real_stage_reports_through_the_file(tmp_path, monkeypatch):
     rebuilt = from_report(json.loads(path.read_text()))
     assert type(rebuilt) is SourceError and rebuilt.stage == "ingest"
     assert "missing.csv" in str(rebuilt)
+
+
+# --- one safe, bounded line --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "shown"), [
+    ("red \x1b[31mtext\x1b[0m", "red \\x1b[31mtext\\x1b[0m"),
+    ("a\nb\rc\td", "a\\nb\\rc\\td"),
+    ("nul\x00 bell\x07 del\x7f", "nul\\x00 bell\\x07 del\\x7f"),
+    ("csi\x9b2J nel\x85", "csi\\x9b2J nel\\x85"),
+    ("line\u2028sep bidi\u202eevil", "line\\u2028sep bidi\\u202eevil"),
+    ("undecodable \udce9 byte", "undecodable \\udce9 byte"),
+    ("plain text, accents é and ü, 'quotes'", "plain text, accents é and ü, 'quotes'"),
+])
+def test_printable_escapes_every_control_character(raw, shown):
+    from keel.errors import printable
+
+    assert printable(raw) == shown
+
+
+def test_shorten_keeps_start_and_end_and_says_how_much_was_cut():
+    from keel.errors import shorten
+
+    text = "START " + "x" * 5000 + " END"
+    short = shorten(text, 300)
+    assert len(short) <= 300
+    assert short.startswith("START xxx") and short.endswith("xxx END")
+    cut = int(short.split("[... ")[1].split(" characters cut")[0])
+    assert len(short) - len(f" [... {cut} characters cut ...] ") + cut == len(text)
+    assert shorten("short", 300) == "short"
+    assert len(shorten("y" * 301, 300)) <= 300
+
+
+def test_error_line_is_one_escaped_line_of_at_most_300_characters():
+    from keel.errors import MAX_LINE, error_line
+
+    error = SourceError("bad row '\x1b[31m" + "z" * 2000 + "\nend' in /data/t.csv")
+    line = error_line(error)
+    assert line.startswith("keel: error: [ingest] bad row '\\x1b[31mzzz")
+    assert line.endswith("\\nend' in /data/t.csv")
+    assert len(line) <= MAX_LINE and "\n" not in line and "\x1b" not in line
+
+
+def test_from_report_bounds_and_escapes_a_stage_message():
+    from keel.errors import LINE_PREFIX, MAX_LINE
+
+    rebuilt = from_report({"type": "DataValidationError", "stage": "validate",
+                           "message": "classes: " + ", ".join(f"'c\x1b{i}'" for i in range(5000)),
+                           "unexpected": False})
+    assert type(rebuilt) is DataValidationError
+    assert len(LINE_PREFIX + str(rebuilt)) <= MAX_LINE
+    assert "\x1b" not in str(rebuilt) and "characters cut" in str(rebuilt)
+
+
+def test_an_unexpected_report_keeps_the_log_path_however_long_the_message():
+    from keel.errors import MAX_LINE, error_line
+
+    log = "/root/.cache/keel/logs/20261127-141528-154523.log"
+    rebuilt = from_report({"type": "TypeError", "stage": "train", "unexpected": True,
+                           "message": "bad \x1b[2J" + "w" * 10_000}, log=log)
+    line = error_line(rebuilt)
+    assert line.startswith("keel: error: [train] unexpected TypeError: bad \\x1b[2Jwww")
+    assert line.endswith(f"the traceback is in {log})")
+    assert len(line) <= MAX_LINE
+
+
+def test_a_report_with_a_hostile_stage_name_is_escaped():
+    rebuilt = from_report({"type": "SchemaError", "stage": "val\x1b[2Jidate\n", "message": "m"})
+    assert rebuilt.stage == "val\\x1b[2Jidate\\n"
+
+
+@pytest.mark.parametrize(("signum", "status"), [(2, 130), (15, 143)])
+def test_interrupted_exits_with_128_plus_the_signal(signum, status):
+    from keel.errors import Interrupted
+
+    interrupt = Interrupted(signum)
+    assert interrupt.exit_status == status
+    assert not isinstance(interrupt, Exception)  # no `except Exception` swallows it

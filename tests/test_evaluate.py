@@ -27,7 +27,7 @@ from keel.contracts import (
     TableSchema,
     TrainRecord,
 )
-from keel.errors import IntegrityError, ParameterError
+from keel.errors import IntegrityError, ParameterError, RegistryError
 from keel.evaluate import (
     Evaluation,
     check_thresholds,
@@ -542,7 +542,7 @@ def test_an_unscored_baseline_is_written_with_null_metrics_and_its_error():
     record = decide({"roc_auc": 0.82}, UNSCORED, {"roc_auc": {"min_absolute_change": 0.0}}, ROWS)
     written = json.loads(record.to_json())["baseline"]
     assert written == {"version": 3, "generation": 7, "metrics": None,
-                       "error": "ValueError: columns are missing: ['age']"}
+                       "error": "ValueError: columns are missing: ['age']", "not_compared": None}
     again = round_trips(record)
     assert again.baseline.metrics is None and again.baseline.error == UNSCORED.error
     assert again.passed is False
@@ -601,6 +601,47 @@ def test_an_integrity_failure_of_the_baseline_is_raised():
 
     with pytest.raises(IntegrityError):
         score_baseline(FakeRegistry(4, tampered), frame([3.0, 5.0]), spec("regression"))
+
+
+def test_a_missing_or_damaged_production_alias_stops_the_run():
+    from keel.registry import MissingAlias
+
+    class NoAlias(FakeRegistry):
+        def alias(self):
+            raise MissingAlias("production.json is missing, but the event log records moves")
+
+    def never(version):
+        raise AssertionError("nothing to load")
+
+    with pytest.raises(MissingAlias):
+        score_baseline(NoAlias(None, never), frame([3.0, 5.0]), spec("regression"))
+
+
+@pytest.mark.parametrize("error", [
+    RegistryError("model.joblib matches its recorded sha256 but cannot be loaded here"),
+    ModuleNotFoundError("No module named 'sklearn.old'"),
+])
+def test_a_production_model_that_cannot_be_loaded_is_raised_not_scored(error):
+    def unloadable(version):
+        raise error
+
+    with pytest.raises(type(error)):
+        score_baseline(FakeRegistry(4, unloadable), frame([3.0, 5.0]), spec("regression"))
+
+
+def test_an_unpicklable_production_model_in_a_real_store_stops_the_run(tmp_path):
+    from keel.registry import MODEL_FILE, Registry
+    from keel.storage import open_store
+
+    schema = table_schema(classes=["bad", "good"], numeric=["x"], categorical=["c"], rows=400)
+    made = fitted(tmp_path / "v1", schema, credit_rows(400, seed=1))
+    made["paths"]["model"].write_bytes(b"not a pickle")  # registered as is: its sha256 matches
+    decision = decide({"roc_auc": 0.8}, None, {"roc_auc": {"lower": 0.5}}, 10)
+    registry = Registry(open_store(str(tmp_path / "store")), "credit")
+    registry.publish({MODEL_FILE: made["paths"]["model"]}, lineage_of(made, decision))
+    registry.move_alias(1, expected_generation=0, action="promote", reason="test")
+    with pytest.raises(RegistryError, match="cannot be loaded here"):
+        score_baseline(registry, credit_rows(50, seed=2), made["spec"])
 
 
 @pytest.mark.parametrize("estimator", ["linear", "random_forest", "hist_gradient_boosting"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -146,6 +147,298 @@ def test_data_version_of_known_rows_never_changes(tmp_path, name):
 
         pq.write_table(pcsv.read_csv(csv), tmp_path / name)
     assert run(tmp_path, str(tmp_path / name)).data_version == GOLDEN_VERSION
+
+
+# Empty text cells, a date and an all-missing row: pinned since missing text and dates have one
+# canonical form (null; a timestamp in microseconds) whatever the format.
+GOLDEN_MISSING_CSV = "name,joined,score\nann,2024-01-31,0.5\n,2023-05-01,\n\"\",,1.5\n,,\n"
+GOLDEN_MISSING_VERSION = "d90a2586c7f597beaed86536d4999a7b6e87176b41059ddee15f1751a0573ff5"
+
+
+@pytest.mark.parametrize("name", ["golden.csv", "golden.jsonl", "golden.parquet"])
+def test_data_version_of_known_rows_with_missing_values_never_changes(tmp_path, name):
+    csv = tmp_path / "golden.csv"
+    csv.write_text(GOLDEN_MISSING_CSV)
+    rows = [{"name": "ann", "joined": "2024-01-31", "score": 0.5},
+            {"name": None, "joined": "2023-05-01", "score": None},
+            {"name": "", "joined": None, "score": 1.5},
+            {"name": None, "joined": None, "score": None}]
+    if name.endswith(".jsonl"):
+        (tmp_path / name).write_text("".join(json.dumps(row) + "\n" for row in rows))
+    elif name.endswith(".parquet"):
+        table = pa.table({
+            "name": pa.array([r["name"] for r in rows], pa.string()),
+            "joined": pa.array([date(2024, 1, 31), date(2023, 5, 1), None, None], pa.date32()),
+            "score": [0.5, float("nan"), 1.5, None],
+        })
+        pq.write_table(table, tmp_path / name)
+    assert run(tmp_path, str(tmp_path / name)).data_version == GOLDEN_MISSING_VERSION
+
+
+# --- encodings ---------------------------------------------------------------------------------
+
+ACCENTED = pd.DataFrame({
+    "name": ["José", "Læticia", "Zoë", "Ørjan"],
+    "city": ["Zürich", "Besançon", "Ålesund", "Köln"],
+    "visits": [3, 1, 4, 1],
+})
+
+
+def encoded(frame: pd.DataFrame, path: Path, encoding: str) -> str:
+    """``frame`` as CSV or JSON Lines (by the name, optionally gzipped) in ``encoding``."""
+    if ".jsonl" in path.name:
+        text = frame.to_json(orient="records", lines=True, force_ascii=False)
+    else:
+        text = frame.to_csv(index=False)
+    data = text.encode(encoding)
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return str(path)
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252", "utf-16", "utf-8-sig"])
+@pytest.mark.parametrize("name", ["data.csv", "data.csv.gz", "data.jsonl", "data.jsonl.gz"])
+def test_the_data_version_does_not_depend_on_the_encoding(tmp_path, encoding, name):
+    reference = run(tmp_path, encoded(ACCENTED, tmp_path / "utf8.csv", "utf-8"))
+    reference_table = pq.read_table(tmp_path / "snapshot.parquet")
+
+    result = run(tmp_path, encoded(ACCENTED, tmp_path / name, encoding), encoding=encoding)
+
+    assert result.data_version == reference.data_version
+    assert (result.rows, result.columns) == (4, ["name", "city", "visits"])
+    assert pq.read_table(tmp_path / "snapshot.parquet").equals(reference_table)
+
+
+def test_parquet_ignores_the_encoding(tmp_path):
+    source = write(ACCENTED, tmp_path / "data.parquet")
+    assert run(tmp_path, source, encoding="latin-1") == run(tmp_path, source)
+
+
+@pytest.mark.parametrize("name", ["data.csv", "data.csv.gz", "data.jsonl"])
+def test_a_latin1_file_read_as_utf8_is_a_source_error_saying_where_and_how_to_fix(tmp_path, name):
+    source = encoded(ACCENTED, tmp_path / name, "latin-1")
+    with pytest.raises(SourceError) as caught:
+        run(tmp_path, source)
+    message = str(caught.value)
+    assert message.startswith(f"[ingest] The source {source!r} is not readable as ")
+    offset = Path(source).read_bytes().find(b"\xe9") if ".gz" not in name else None
+    assert "byte 0xe9 at byte offset " in message and "is not valid utf-8 text" in message
+    if offset is not None:
+        assert f"at byte offset {offset} " in message
+    assert "Pass --source-encoding latin-1 (or the file's encoding)." in message
+    assert caught.value.stage == "ingest"
+
+
+@pytest.mark.parametrize("encoding", ["klingon", "", "   "])
+def test_an_unknown_encoding_is_a_parameter_error(tmp_path, encoding):
+    source = write(sample(), tmp_path / "data.csv")
+    with pytest.raises(ParameterError) as caught:
+        run(tmp_path, source, encoding=encoding)
+    assert "'source_encoding'" in str(caught.value)
+    assert not (tmp_path / "snapshot.parquet").exists()
+
+
+# --- missing values: one definition for every format -------------------------------------------
+
+MISSING = pa.table({
+    "name": pa.array(["ann", None, "bo", None, "cy"]),
+    "count": pa.array([1, None, 3, None, 5], pa.int64()),
+    "score": pa.array([0.5, 1.25, None, None, 2.0]),
+    "member": pa.array([True, None, False, None, True]),
+    "joined": pa.array([date(2024, 1, 31), date(2023, 5, 1), None, None, date(2022, 12, 24)]),
+})
+# Empty cells unquoted (row 2) and quoted (rows 3 and 4), in every column type.
+MISSING_CSV = (
+    "name,count,score,member,joined\n"
+    "ann,1,0.5,true,2024-01-31\n"
+    ",,1.25,,2023-05-01\n"
+    '"bo",3,"",false,""\n'
+    '"","","","",""\n'
+    "cy,5,2.0,true,2022-12-24\n"
+)
+
+
+def write_missing(path: Path) -> str:
+    """:data:`MISSING` in the format its name says: empty cells in CSV, nulls elsewhere."""
+    if path.name.endswith(".parquet"):
+        pq.write_table(MISSING, path)
+    elif path.name.endswith(".jsonl"):
+        rows = MISSING.to_pylist()
+        path.write_text("".join(json.dumps(row, default=str) + "\n" for row in rows))
+    elif path.name.endswith(".gz"):
+        path.write_bytes(gzip.compress(MISSING_CSV.encode()))
+    else:
+        path.write_text(MISSING_CSV)
+    return str(path)
+
+
+def test_missing_values_are_the_same_in_every_format(tmp_path):
+    versions, tables = {}, {}
+    for name in ["data.csv", "data.csv.gz", "data.parquet", "data.jsonl"]:
+        snapshot = tmp_path / f"{name}.snapshot.parquet"
+        versions[name] = ingest(write_missing(tmp_path / name), str(snapshot)).data_version
+        tables[name] = pq.read_table(snapshot)
+
+    assert len(set(versions.values())) == 1, versions
+    reference = tables["data.parquet"]
+    for name, table in tables.items():
+        assert table.schema.equals(reference.schema), (name, table.schema)
+        assert table.equals(reference), name
+    assert {c: reference[c].null_count for c in reference.column_names} == {
+        "name": 2, "count": 2, "score": 2, "member": 2, "joined": 2,
+    }
+    assert reference.schema.field("joined").type == pa.timestamp("us")
+
+
+@pytest.mark.parametrize("name", ["data.parquet", "data.jsonl"])
+def test_empty_text_and_nan_are_missing_in_every_format(tmp_path, name):
+    with_empty = pa.table({"home": ["rent", "", None, "own"], "x": [1.0, float("nan"), 2.0, None]})
+    with_nulls = pa.table({"home": ["rent", None, None, "own"], "x": [1.0, None, 2.0, None]})
+    if name.endswith(".parquet"):
+        pq.write_table(with_empty, tmp_path / name)
+    else:  # JSON has no NaN: only the empty text
+        with_empty = with_empty.set_column(1, "x", pa.array([1.0, None, 2.0, None]))
+        (tmp_path / name).write_text(
+            "".join(json.dumps(row) + "\n" for row in with_empty.to_pylist()))
+    pq.write_table(with_nulls, tmp_path / "nulls.parquet")
+    csv = tmp_path / "data.csv"
+    csv.write_text("home,x\nrent,1.0\n,\n,2.0\nown,\n")
+
+    result = run(tmp_path, str(tmp_path / name))
+
+    assert pq.read_table(tmp_path / "snapshot.parquet").equals(with_nulls)
+    assert result.data_version == run(tmp_path, str(tmp_path / "nulls.parquet")).data_version
+    assert result.data_version == run(tmp_path, str(csv)).data_version
+
+
+def test_empty_target_cells_are_missing_and_dropped_not_a_class(tmp_path):
+    from keel.validate import validate
+
+    lines = [f"{i % 7},{i % 5},{['yes', 'no'][i % 2] if i % 3 else ''}" for i in range(300)]
+    source = tmp_path / "data.csv"
+    source.write_text("a,b,label\n" + "\n".join(lines) + "\n")
+    snapshot = tmp_path / "snapshot.parquet"
+    ingest(str(source), str(snapshot))
+    assert pq.read_table(snapshot)["label"].null_count == 100
+
+    schema = validate(str(snapshot), "label", "auto", str(tmp_path / "valid.parquet"))
+
+    assert schema.classes == ["no", "yes"]
+    assert schema.rows_dropped_missing_target == 100 and schema.rows == 200
+
+
+def test_dates_and_timestamps_have_one_form_whatever_the_format(tmp_path):
+    frame = pd.DataFrame({
+        "day": pd.to_datetime(["2024-01-31", "2023-05-01", None]),
+        "at": pd.to_datetime(["2024-01-31 10:15:00", None, "2020-02-29 23:59:59"]),
+        "n": [1, 2, 3],
+    })
+    (tmp_path / "data.csv").write_text(
+        "day,at,n\n2024-01-31,2024-01-31 10:15:00,1\n2023-05-01,,2\n,2020-02-29 23:59:59,3\n")
+    (tmp_path / "data.jsonl").write_text(
+        '{"day": "2024-01-31", "at": "2024-01-31 10:15:00", "n": 1}\n'
+        '{"day": "2023-05-01", "at": null, "n": 2}\n'
+        '{"day": null, "at": "2020-02-29 23:59:59", "n": 3}\n')
+    frame.to_parquet(tmp_path / "pandas.parquet")  # microseconds
+    ms = pa.Table.from_pandas(frame, preserve_index=False)
+    ms = ms.cast(pa.schema([("day", pa.date32()), ("at", pa.timestamp("ms")), ("n", pa.int64())]))
+    pq.write_table(ms, tmp_path / "spark.parquet")  # a date and milliseconds, as Spark writes
+
+    versions = {name: run(tmp_path, str(tmp_path / name)).data_version
+                for name in ["data.csv", "data.jsonl", "pandas.parquet", "spark.parquet"]}
+
+    assert len(set(versions.values())) == 1, versions
+    snapshot = pq.read_table(tmp_path / "snapshot.parquet")
+    assert snapshot.schema.field("day").type == snapshot.schema.field("at").type == pa.timestamp("us")
+
+
+# --- bounded messages --------------------------------------------------------------------------
+
+
+def error_of(tmp_path: Path, name: str, content: bytes, **kwargs) -> str:
+    """The message of ingesting ``content`` as ``name``, the temporary folder left out."""
+    source = tmp_path / name
+    source.write_bytes(content)
+    with pytest.raises(SourceError) as caught:
+        run(tmp_path, str(source), **kwargs)
+    return str(caught.value).replace(str(tmp_path), "")
+
+
+def test_a_json_document_is_a_short_error_saying_what_json_lines_is(tmp_path):
+    document = {"data": [{f"key{i}": "v" * 10} for i in range(3000)], "more": {"a": [1]}}
+    message = error_of(tmp_path, "export.json", json.dumps(document, indent=2).encode())
+    assert len(message) < 500, len(message)
+    assert "'data'" in message and "nested" in message and "characters, cut" in message
+    assert "JSON Lines holds one flat object per line" in message
+
+
+def test_many_nested_columns_are_listed_briefly(tmp_path):
+    row = {f"c{i}": [i] for i in range(40)}
+    message = error_of(tmp_path, "t.jsonl", (json.dumps(row) + "\n").encode())
+    assert "'c0' (list<item: int64>)" in message and "and 35 more" in message
+    assert len(message) < 500
+
+
+def test_a_malformed_csv_row_is_echoed_short_and_escaped(tmp_path):
+    row = b"3,4,\x1b[31m" + b"x" * 50_000
+    message = error_of(tmp_path, "bad.csv", b"a,b\n1,2\n" + row + b"\n")
+    assert len(message) < 300, len(message)
+    assert "Expected 2 columns, got 3: '3,4,\\x1b[31mxxx" in message
+    assert message.endswith("xxx'... (cut)")  # pyarrow cut it: its length is unknown
+    assert "\x1b" not in message
+
+
+def test_a_bad_value_is_echoed_short_with_its_column_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources_module, "CSV_BLOCK_BYTES", 256)  # typed int64 by the first block
+    content = b"id,age\n" + b"1,2\n" * 200 + b"2," + b"y" * 200 + b"\n"
+    message = error_of(tmp_path, "t.csv", content)
+    assert "In CSV column #1 ('age'): CSV conversion error to int64: invalid value 'yyy" in message
+    assert "(200 characters, cut)" in message and len(message) < 300
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("t.csv", "a row is longer than 1 MiB (is a quote left open?)"),
+    ("t.jsonl", "a line is longer than 1 MiB; JSON Lines holds one object per line"),
+])
+def test_a_row_longer_than_a_block_is_a_short_error(tmp_path, monkeypatch, name, expected):
+    monkeypatch.setattr(sources_module, "CSV_BLOCK_BYTES", 1 << 20)
+    if name.endswith(".csv"):
+        content = b'a,b\n1,2\n"' + b"x," * (1 << 20) + b"\n"
+    else:
+        content = b'{"a": 1}\n{"a": "' + b"x" * (2 << 20) + b'"}\n'
+    message = error_of(tmp_path, name, content)
+    assert expected in message and len(message) < 300
+
+
+def test_a_long_reader_message_is_cut(tmp_path, memory_scheme_broken):
+    message = memory_scheme_broken("x" * 5000 + "\nsecond line")
+    assert message.startswith("[ingest] The source 'mem://x' is not readable as mem: xxx")
+    assert "(message cut, 5,000 characters)" in message and len(message) < 400
+
+
+@pytest.fixture
+def memory_scheme_broken(monkeypatch, tmp_path):
+    """Register ``mem://`` as a source whose read fails with a given message; the error text."""
+    import contextlib
+
+    from keel.sources import SOURCES, Source, SourceRows, SourceScheme
+
+    def fail_with(text: str) -> str:
+        class Broken(Source):
+            @contextlib.contextmanager
+            def open(self):
+                def batches():
+                    raise pa.ArrowInvalid(text)
+                    yield  # pragma: no cover - a generator
+
+                yield SourceRows(schema=pa.schema({"a": pa.int64()}), batches=batches(),
+                                 format=self.format)
+
+        monkeypatch.setitem(SOURCES, "mem", SourceScheme(Broken, "mem://name"))
+        with pytest.raises(SourceError) as caught:
+            ingest("mem://x", str(tmp_path / "m.parquet"))
+        return str(caught.value)
+
+    return fail_with
 
 
 # --- result and snapshot -----------------------------------------------------------------------

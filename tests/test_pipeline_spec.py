@@ -236,6 +236,6 @@ def test_caching_follows_the_stage_table(spec, stage):
     assert enabled is stage.cacheable
 
 
-@pytest.mark.parametrize("name", ["ingest", "evaluate", "publish", "promote"])
+@pytest.mark.parametrize("name", ["ingest", "validate", "evaluate", "publish", "promote"])
 def test_tasks_that_read_fresh_state_or_write_the_store_are_never_cached(name):
     assert not next(s for s in STAGES if s.name == name).cacheable

@@ -155,3 +155,124 @@ def test_git_commit_prefers_the_one_baked_into_the_image(monkeypatch):
     monkeypatch.delenv("KEEL_GIT_COMMIT")
     commit = publish.git_commit()  # from this checkout
     assert commit == "unknown" or len(commit.removesuffix("-dirty")) == 40
+
+
+# -- damage: promote and evaluate refuse it, and change nothing ----------------------------------
+def overwrite(store, key: str, data: bytes) -> None:
+    """Replace an object behind the registry's back (what tampering or bit rot would do)."""
+    from keel.storage import LocalStore
+
+    if isinstance(store, LocalStore):
+        (store.root / key).write_bytes(data)
+    else:
+        store.bucket.blob(store._name(key)).upload_from_string(data)
+
+
+def delete(store, key: str) -> None:
+    from keel.storage import LocalStore
+
+    if isinstance(store, LocalStore):
+        (store.root / key).unlink()
+    else:
+        store.bucket.blob(store._name(key)).delete()
+
+
+def state(store) -> dict[str, str]:
+    """Every object with its content hash (and GCS generation), hidden local files included."""
+    import hashlib
+
+    from keel.storage import LocalStore
+
+    if isinstance(store, LocalStore):
+        return {str(p.relative_to(store.root)):
+                hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+                for p in sorted(store.root.rglob("*"))}
+    return {b.name: f"{b.md5_hash}@{b.generation}"
+            for b in store.bucket.list_blobs(prefix=f"{store.prefix}/")}
+
+
+def other_pickle(folder: Path) -> bytes:
+    """A valid, loadable model file that is not the registered one."""
+    import joblib
+    from sklearn.dummy import DummyClassifier
+
+    path = folder / "other.joblib"
+    joblib.dump(DummyClassifier().fit([[0], [1]], ["no", "yes"]), path)
+    return path.read_bytes()
+
+
+def test_promote_refuses_a_version_whose_model_was_replaced_after_publish(store_uri, tmp_path):
+    from keel.registry import DamagedVersion
+
+    first = run_stages(tmp_path / "a", store_uri)
+    promote.run(publish_from(first, store_uri).to_json(), first["decision.json"], "run-1")
+    second = run_stages(tmp_path / "b", store_uri)
+    published = publish_from(second, store_uri, "run-2")
+    registry = Registry(open_store(store_uri), MODEL)
+    key = f"registry/{MODEL}/versions/2/model.joblib"
+    overwrite(registry.store, key, other_pickle(tmp_path))  # between publish and promote
+    before = state(registry.store)
+
+    with pytest.raises(DamagedVersion) as info:
+        promote.run(published.to_json(), second["decision.json"], "run-2")
+    message = str(info.value)
+    assert message.startswith("[registry] Version 2 of 'churn' is damaged, so production was "
+                              "not moved to it.")
+    assert registry.store.url(key) in message and "from a backup" in message
+    assert "keel models rollback --model churn --to N" in message
+    assert state(registry.store) == before
+    assert registry.alias().version == 1 and len(registry.events()) == 1
+
+
+def test_a_deleted_production_alias_stops_the_next_run_and_rollback_restores_it(store_uri,
+                                                                                tmp_path):
+    from keel.registry import MissingAlias
+
+    first = run_stages(tmp_path / "a", store_uri)
+    promote.run(publish_from(first, store_uri).to_json(), first["decision.json"], "run-1")
+    registry = Registry(open_store(store_uri), MODEL)
+    delete(registry.store, f"registry/{MODEL}/aliases/production.json")
+    before = state(registry.store)
+
+    # Not "first model": evaluate stops, so nothing is published or promoted unchecked.
+    with pytest.raises(MissingAlias, match="production.json of 'churn' is missing; its "
+                                           "last event put version 1 in production.*--to 1"):
+        run_stages(tmp_path / "b", store_uri)
+    # A first-run decision made before the deletion cannot recreate the alias either.
+    with pytest.raises(MissingAlias):
+        promote.promote(registry, 1, Decision.read(first["decision.json"]), "late")
+    assert state(registry.store) == before
+
+    event = registry.rollback(to=1, reason="restore production.json")
+    assert (event["action"], event["to"]) == ("restore", 1)
+    third = run_stages(tmp_path / "c", store_uri)  # compared with version 1 again
+    assert Decision.read(third["decision.json"]).baseline.version == 1
+
+
+@pytest.mark.parametrize("damage", ["manifest", "alias", "model missing", "model replaced"])
+def test_evaluate_stops_on_a_damaged_production_model(store_uri, tmp_path, damage):
+    """Damage is an error of the run, never a baseline that "could not be scored"."""
+    from keel.errors import KeelError
+
+    first = run_stages(tmp_path / "a", store_uri)
+    promote.run(publish_from(first, store_uri).to_json(), first["decision.json"], "run-1")
+    registry = Registry(open_store(store_uri), MODEL)
+    root = f"registry/{MODEL}"
+    if damage == "manifest":
+        key, expected = f"{root}/versions/1/manifest.json", "not valid JSON"
+        overwrite(registry.store, key, b'{"model": "churn", "vers')
+    elif damage == "alias":
+        key, expected = f"{root}/aliases/production.json", "not valid JSON"
+        overwrite(registry.store, key, b"{")
+    elif damage == "model missing":
+        key, expected = f"{root}/versions/1/model.joblib", "is missing"
+        delete(registry.store, key)
+    else:
+        key, expected = f"{root}/versions/1/model.joblib", "changed after registration"
+        overwrite(registry.store, key, other_pickle(tmp_path))
+    before = state(registry.store)
+    with pytest.raises(KeelError, match=expected) as info:
+        run_stages(tmp_path / "b", store_uri)
+    assert registry.store.url(key) in str(info.value)
+    assert not Path(tmp_path / "b" / "decision.json").exists()  # no decision was written
+    assert state(registry.store) == before

@@ -15,14 +15,22 @@ from pathlib import Path
 import pytest
 
 import keel.storage
+from keel.contracts import ContractError, Manifest
 from keel.errors import IntegrityError, ParameterError, RegistryConflict, RegistryError
-from keel.registry import MODEL_FILE, Registry
-from keel.storage import LocalStore, open_store
+from keel.registry import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    DamagedVersion,
+    MissingAlias,
+    Registry,
+    UnknownVersion,
+)
+from keel.storage import DamagedObject, LocalStore, open_store
 
 try:
-    from factories import lineage
+    from factories import STORE_0_1_0, lineage
 except ImportError:  # tests/ imported as a package
-    from tests.factories import lineage
+    from tests.factories import STORE_0_1_0, lineage
 
 MODEL = "credit"
 
@@ -73,6 +81,49 @@ def overwrite(store, key: str, data: bytes) -> None:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def delete(store, key: str) -> None:
+    """Remove an object behind the registry's back."""
+    if isinstance(store, LocalStore):
+        (store.root / key).unlink()
+    else:
+        store.bucket.blob(store._name(key)).delete()
+
+
+def state(store) -> dict[str, str]:
+    """Every object of the store with its content hash (and GCS generation): "unchanged" is equality.
+
+    Locally this includes hidden files (lock files) and folders, so nothing a failed command
+    creates can hide.
+    """
+    if isinstance(store, LocalStore):
+        if not store.root.exists():
+            return {}
+        return {str(p.relative_to(store.root)): sha256(p.read_bytes()) if p.is_file() else "dir"
+                for p in sorted(store.root.rglob("*"))}
+    return {b.name: f"{b.md5_hash}@{b.generation}"
+            for b in store.bucket.list_blobs(prefix=f"{store.prefix}/")}
+
+
+def rejected_lineage(**changes) -> object:
+    """A lineage whose decision record failed the gate (version 2 of the Keel 0.1.0 store)."""
+    recorded = Manifest.from_json(
+        (STORE_0_1_0 / "registry" / "credit" / "versions" / "2" / "manifest.json").read_bytes())
+    assert recorded.decision.passed is False
+    return lineage(metrics={"roc_auc": 0.8}, decision=recorded.decision,
+                   baseline=recorded.baseline, **changes)
+
+
+def publish_rejected(registry: Registry, model_files) -> int:
+    return registry.publish(
+        {MODEL_FILE: model_files["good"], "schema.json": model_files["schema"]},
+        rejected_lineage(),
+    ).version
+
+
+def key_of(version: int, name: str = MODEL_FILE) -> str:
+    return f"registry/{MODEL}/versions/{version}/{name}"
 
 
 @pytest.fixture
@@ -186,16 +237,39 @@ def test_a_bad_lineage_claims_no_version_number(registry, model_files):
     assert registry.store.list(f"registry/{MODEL}") == []
 
 
-def test_a_damaged_manifest_is_an_error_naming_the_file(registry, model_files):
-    from keel.contracts import ContractError
-
+def test_a_manifest_that_is_not_json_is_an_error_naming_the_file(registry, model_files):
     version = publish(registry, model_files)
     key = f"registry/{MODEL}/versions/{version}/manifest.json"
     overwrite(registry.store, key, b'{"model": "credit", "version": ')
-    with pytest.raises(ContractError, match="version manifest") as info:
+    with pytest.raises(DamagedObject, match="is not valid JSON") as info:
         registry.manifest(version)
     assert registry.store.url(key) in str(info.value)
-    assert str(info.value).startswith("[registry] ")
+    assert "Restore it from a backup" in str(info.value)
+
+
+def test_a_manifest_with_bad_fields_is_an_error_naming_the_file_and_the_repair(registry,
+                                                                               model_files):
+    version = publish(registry, model_files)
+    key = f"registry/{MODEL}/versions/{version}/manifest.json"
+    overwrite(registry.store, key, b'{"model": "credit", "version": 1}')
+    with pytest.raises(ContractError, match="version manifest") as info:
+        registry.manifest(version)
+    message = str(info.value)
+    assert registry.store.url(key) in message
+    assert message.startswith("[registry] ")
+    assert "restore it from a backup (or your bucket's object versions)" in message
+
+
+def test_a_manifest_from_a_newer_keel_says_upgrade_not_restore(registry, model_files):
+    import json
+
+    version = publish(registry, model_files)
+    key = f"registry/{MODEL}/versions/{version}/manifest.json"
+    doc = json.loads(registry.store.read_bytes(key))
+    overwrite(registry.store, key, json.dumps({**doc, "schema_version": 99}).encode())
+    with pytest.raises(ContractError, match="upgrade Keel") as info:
+        registry.manifest(version)
+    assert "restore it" not in str(info.value)
 
 
 def test_manifests_written_by_keel_0_1_0_still_read(tmp_path):
@@ -266,7 +340,12 @@ def test_rollback_goes_to_the_newest_earlier_production_version(registry, model_
         registry.rollback()
     assert registry.alias().version == 1
 
-    assert registry.rollback(to=3)["to"] == 3  # any complete version can be named
+    with pytest.raises(RegistryError, match="newer than production version 1.*--force"):
+        registry.rollback(to=3)  # forward: not a rollback without --force
+    forward = registry.rollback(to=3, force=True, reason="undo the rollbacks")
+    assert (forward["to"], forward["forced"], forward["reason"]) == (3, True, "undo the rollbacks")
+    assert forward["forced_because"] == [
+        "version 3 is newer than production version 1 (a roll forward)"]
     assert registry.alias().version == 3
     with pytest.raises(RegistryError, match="already in production"):
         registry.rollback(to=3)
@@ -285,7 +364,7 @@ def test_rollback_skips_a_version_that_was_rolled_back_away_from(registry, model
     assert registry.rollback()["to"] == 2  # 3 was bad
     promote(registry, 4)
     assert registry.rollback()["to"] == 2  # not back to the bad 3
-    assert registry.rollback(to=3)["to"] == 3  # named explicitly, 3 is fine again
+    assert registry.rollback(to=3, force=True, reason="3 is fine")["to"] == 3  # named explicitly
     assert registry.rollback()["to"] == 2
 
 
@@ -298,6 +377,262 @@ def test_rollback_needs_an_earlier_production_version(registry, model_files):
         registry.rollback()
     assert registry.alias().version == 1
     assert len(registry.events()) == 1
+
+
+# -- verify: the damage of a version -------------------------------------------------------------
+def test_verify_finds_nothing_wrong_with_an_intact_version(registry, model_files):
+    version = publish(registry, model_files)
+    check = registry.verify(version)
+    assert (check.version, check.damaged, check.damage) == (version, False, ())
+    assert check.manifest == registry.manifest(version)
+
+
+def test_verify_finds_a_replaced_model_file(registry, model_files):
+    version = publish(registry, model_files)
+    tampered = model_files["other"].read_bytes()  # a valid pickle: only the sha256 can tell
+    overwrite(registry.store, key_of(version), tampered)
+    check = registry.verify(version)
+    [damage] = check.damage  # schema.json is intact
+    assert damage.file == MODEL_FILE and damage.url == registry.store.url(key_of(version))
+    assert damage.problem.startswith(registry.store.url(key_of(version)))
+    assert sha256(tampered) in damage.problem
+    assert sha256(model_files["good"].read_bytes()) in damage.problem
+    assert damage.to_dict() == {"file": MODEL_FILE, "object": damage.url,
+                                "problem": damage.problem}
+    assert check.manifest is not None
+
+
+def test_verify_finds_a_missing_file(registry, model_files):
+    version = publish(registry, model_files)
+    delete(registry.store, key_of(version, "schema.json"))
+    [damage] = registry.verify(version).damage
+    assert damage.file == "schema.json" and "is missing" in damage.problem
+    assert registry.store.url(key_of(version, "schema.json")) in damage.problem
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b'{"model": "cred', "is not valid JSON"),
+    (b'{"model": "credit"}', "version manifest"),
+])
+def test_verify_reports_an_unreadable_manifest(registry, model_files, content, expected):
+    version = publish(registry, model_files)
+    overwrite(registry.store, key_of(version, MANIFEST_FILE), content)
+    check = registry.verify(version)
+    assert check.manifest is None
+    [damage] = check.damage
+    assert damage.file == MANIFEST_FILE and expected in damage.problem
+    assert registry.store.url(key_of(version, MANIFEST_FILE)) in damage.problem
+
+
+def test_verify_reports_a_manifest_copied_from_another_version(registry, model_files):
+    publish(registry, model_files)
+    publish(registry, model_files)
+    overwrite(registry.store, key_of(2, MANIFEST_FILE),
+              registry.store.read_bytes(key_of(1, MANIFEST_FILE)))
+    [damage] = registry.verify(2).damage
+    assert "records model 'credit' version 1, not 'credit' version 2" in damage.problem
+
+
+@pytest.mark.parametrize("version", [0, -1, 9])
+def test_verify_of_a_version_that_does_not_exist_is_an_error_listing_versions(registry,
+                                                                             model_files, version):
+    publish(registry, model_files)
+    with pytest.raises(UnknownVersion, match=f"no version {version} .*Versions: 1\\."):
+        registry.verify(version)
+
+
+def test_a_model_file_that_is_missing_is_an_error_saying_how_to_repair(registry, model_files):
+    version = publish(registry, model_files)
+    delete(registry.store, key_of(version))
+    with pytest.raises(DamagedVersion, match="is missing.*from a backup.*rollback --model credit"):
+        registry.load_model(version)
+
+
+def test_a_model_file_that_cannot_be_unpickled_is_an_error_not_a_result(registry, tmp_path):
+    garbage = tmp_path / "model.joblib"
+    garbage.write_bytes(b"not a pickle at all")  # registered like this: its sha256 matches
+    registry.publish({MODEL_FILE: garbage}, lineage())
+    assert not registry.verify(1).damaged
+    with pytest.raises(RegistryError, match="matches its recorded sha256 but cannot be loaded"):
+        registry.load_model(1)
+
+
+# -- production never moves to a damaged version ---------------------------------------------------
+@pytest.mark.parametrize("damage", ["replaced", "missing", "manifest"])
+def test_no_move_points_production_at_a_damaged_version(registry, model_files, damage):
+    for _ in range(3):
+        publish(registry, model_files)
+    promote(registry, 1)
+    promote(registry, 2)
+    promote(registry, 3)
+    if damage == "replaced":
+        overwrite(registry.store, key_of(2), model_files["other"].read_bytes())
+    elif damage == "missing":
+        delete(registry.store, key_of(2))
+    else:
+        overwrite(registry.store, key_of(2, MANIFEST_FILE), b"{")
+    before = state(registry.store)
+
+    for attempt in (lambda: registry.rollback(),  # the previous production version is 2
+                    lambda: registry.rollback(to=2, reason="r"),
+                    lambda: registry.rollback(to=2, force=True, reason="even forced"),
+                    lambda: promote(registry, 2)):
+        with pytest.raises(DamagedVersion) as info:
+            attempt()
+        message = str(info.value)
+        assert message.startswith(
+            "[registry] Version 2 of 'credit' is damaged, so production was not moved to it.")
+        assert registry.store.url(key_of(2, MANIFEST_FILE if damage == "manifest" else MODEL_FILE)
+                                  ) in message
+        assert "from a backup (or your bucket's object versions)" in message
+        assert message.endswith("`keel models rollback --model credit --to N --reason TEXT`.")
+        assert state(registry.store) == before  # byte-for-byte unchanged
+    assert registry.alias().version == 3
+    assert registry.rollback(to=1, reason="2 is damaged")["to"] == 1  # an intact one still works
+
+
+# -- a missing or damaged production.json ----------------------------------------------------------
+def test_a_missing_alias_with_events_is_damage_not_a_first_run(registry, model_files):
+    for _ in range(3):
+        publish(registry, model_files)
+    promote(registry, 1)
+    promote(registry, 2)
+    alias_key = f"registry/{MODEL}/aliases/production.json"
+    delete(registry.store, alias_key)
+    before = state(registry.store)
+
+    with pytest.raises(MissingAlias) as info:
+        registry.alias()
+    message = str(info.value)
+    # What and which version first: a one-line error shortened in the middle keeps them.
+    assert message.startswith("[registry] production.json of 'credit' is missing; its last "
+                              "event put version 2 in production. Restore it: `keel models "
+                              "rollback --model credit --to 2 --reason 'restore production.json' "
+                              f"--store {registry.store.uri}`.")
+    assert f"Missing: {registry.store.url(alias_key)}; last event: " in message
+    assert registry.store.list(f"registry/{MODEL}/events")[-1] in message
+    # Nothing else can create it behind the event log's back, nor roll back without a target.
+    with pytest.raises(MissingAlias):
+        registry.move_alias(3, expected_generation=0, action="promote", reason="first model")
+    with pytest.raises(MissingAlias):
+        registry.rollback()
+    assert state(registry.store) == before
+
+    event = registry.rollback(to=2, reason="production.json was deleted")
+    assert (event["action"], event["from"], event["to"]) == ("restore", None, 2)
+    assert event["forced"] is False and event["reason"] == "production.json was deleted"
+    assert registry.alias().version == 2 and registry.alias().doc["action"] == "restore"
+    assert [e["action"] for e in registry.events()] == ["promote", "promote", "restore"]
+    assert registry.rollback()["to"] == 1  # the history still counts after the restore
+
+
+def test_a_restore_to_another_version_follows_the_rollback_rules(registry, model_files):
+    for _ in range(3):
+        publish(registry, model_files)
+    promote(registry, 1)
+    promote(registry, 2)
+    delete(registry.store, f"registry/{MODEL}/aliases/production.json")
+    before = state(registry.store)
+    with pytest.raises(RegistryError, match="newer than the last recorded production version 2"):
+        registry.rollback(to=3)
+    assert state(registry.store) == before
+    assert registry.rollback(to=1)["action"] == "restore"  # back is fine
+    assert registry.alias().version == 1
+
+
+def test_without_any_event_a_missing_alias_is_a_first_run(registry, model_files):
+    publish(registry, model_files)
+    assert registry.alias().version is None  # registered, never promoted
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b'{"version": 2, "gener', "is not valid JSON"),
+    (b'{"version": "two", "generation": 3}', "does not name a version"),
+])
+def test_a_damaged_alias_is_an_error_naming_it(registry, model_files, content, expected):
+    publish(registry, model_files)
+    publish(registry, model_files)
+    promote(registry, 1)
+    promote(registry, 2)
+    alias_key = f"registry/{MODEL}/aliases/production.json"
+    overwrite(registry.store, alias_key, content)
+    before = state(registry.store)
+    for attempt in (registry.alias, registry.rollback, lambda: registry.rollback(to=1),
+                    lambda: registry.move_alias(1, expected_generation=2, action="promote",
+                                                reason="r")):
+        with pytest.raises(DamagedObject, match=expected) as info:
+            attempt()
+        assert registry.store.url(alias_key) in str(info.value)
+    assert state(registry.store) == before
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"{not json", "is not valid JSON"),
+    (b'{"action": "promote", "alias": "production", "from": null}', "no valid 'to' field"),
+    (b"[1, 2]", "is not a JSON object"),
+])
+def test_a_damaged_event_is_an_error_naming_it(registry, model_files, content, expected):
+    publish(registry, model_files)
+    publish(registry, model_files)
+    promote(registry, 1)
+    promote(registry, 2)
+    event_key = registry.store.list(f"registry/{MODEL}/events")[0]
+    overwrite(registry.store, event_key, content)
+    before = state(registry.store)
+    with pytest.raises(DamagedObject, match=expected) as info:
+        registry.rollback()
+    assert registry.store.url(event_key) in str(info.value)
+    with pytest.raises(DamagedObject):
+        registry.events()
+    assert state(registry.store) == before
+
+
+# -- rolling back to a rejected version, or forward, needs --force ---------------------------------
+def test_rollback_to_a_rejected_version_needs_force_and_a_reason(registry, model_files):
+    publish(registry, model_files)
+    publish_rejected(registry, model_files)  # version 2, rejected by its gate
+    publish(registry, model_files)
+    promote(registry, 1)
+    promote(registry, 3)
+    before = state(registry.store)
+    with pytest.raises(RegistryError) as info:
+        registry.rollback(to=2)
+    message = str(info.value)
+    assert "was not moved to version 2" in message
+    assert "version 2 was rejected by its evaluation gate (roc_auc absolute_change)" in message
+    assert "pass --force with --reason TEXT" in message
+    for reason in ("", "   "):
+        with pytest.raises(RegistryError, match="--force needs --reason"):
+            registry.rollback(to=2, force=True, reason=reason)
+    assert state(registry.store) == before
+
+    event = registry.rollback(to=2, force=True, reason="  the new one is worse in the field ")
+    assert (event["action"], event["from"], event["to"]) == ("rollback", 3, 2)
+    assert event["forced"] is True and event["reason"] == "the new one is worse in the field"
+    assert event["forced_because"] == [
+        "version 2 was rejected by its evaluation gate (roc_auc absolute_change)"]
+    assert registry.events()[-1] == event
+    assert registry.alias().doc["forced"] is True
+
+
+def test_rolling_forward_to_a_rejected_version_names_both_reasons(registry, model_files):
+    publish(registry, model_files)
+    publish_rejected(registry, model_files)
+    promote(registry, 1)
+    with pytest.raises(RegistryError, match="rejected by its evaluation gate.*; version 2 is "
+                                            "newer than production version 1"):
+        registry.rollback(to=2)
+    event = registry.rollback(to=2, force=True, reason="testing in production")
+    assert len(event["forced_because"]) == 2
+
+
+def test_force_is_recorded_only_when_it_was_needed(registry, model_files):
+    publish(registry, model_files)
+    publish(registry, model_files)
+    promote(registry, 1)
+    promote(registry, 2)
+    event = registry.rollback(force=True, reason="no rule to override")
+    assert event["to"] == 1 and event["forced"] is False and "forced_because" not in event
 
 
 # -- concurrency (real processes) ------------------------------------------------------------------

@@ -23,11 +23,13 @@ from keel.sources import (
     FORMATS,
     SOURCES,
     FileSource,
+    InvalidText,
     Source,
     SourceRows,
     SourceScheme,
     check_source_uri,
     detect_format,
+    find_invalid_text,
     open_source,
 )
 
@@ -156,6 +158,132 @@ def test_file_source_closes_its_stream(tmp_path, monkeypatch):
         assert not stream.closed
         assert sum(b.num_rows for b in rows.batches) == 1
     assert stream.closed
+
+
+def test_empty_csv_cells_are_null_in_number_boolean_and_date_columns(tmp_path):
+    # Quoted or not. Empty text cells stay "" here: ingest makes them missing for every source.
+    path = tmp_path / "t.csv"
+    path.write_text('n,x,b,d,s\n1,1.5,true,2024-01-31,a\n,,,,\n"","","","",""\n4,2.5,false,2024-02-01,b\n')
+    names, rows, _ = rows_of(path)
+    assert [row["n"] for row in rows] == [1, None, None, 4]
+    assert [row["x"] for row in rows] == [1.5, None, None, 2.5]
+    assert [row["b"] for row in rows] == [True, None, None, False]
+    assert [row["d"] is None for row in rows] == [False, True, True, False]
+    assert [row["s"] for row in rows] == ["a", "", "", "b"]
+
+
+def test_csv_values_may_span_lines_when_quoted(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text('a,b\n"two\nlines",1\n"three\r\nlines\n",2\n')
+    assert rows_of(path)[1] == [{"a": "two\nlines", "b": 1}, {"a": "three\r\nlines\n", "b": 2}]
+
+
+# --- encodings ---------------------------------------------------------------------------------
+
+TEXT = "name,city\nJosé,Zürich\nLæticia,Besançon\n"
+ROWS = [{"name": "José", "city": "Zürich"}, {"name": "Læticia", "city": "Besançon"}]
+JSONL = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in ROWS)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1", "cp1252", "utf-16", "utf-8-sig"])
+@pytest.mark.parametrize(("name", "text"), [("t.csv", TEXT), ("t.jsonl", JSONL)])
+def test_text_formats_are_read_in_the_given_encoding(tmp_path, encoding, name, text):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    with open_source(str(path), encoding=encoding).open() as rows:
+        assert pa.Table.from_batches(list(rows.batches), schema=rows.schema).to_pylist() == ROWS
+
+
+def test_parquet_ignores_the_encoding(tmp_path):
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(ROWS), tmp_path / "t.parquet")
+    assert rows_of(tmp_path / "t.parquet")[1] == ROWS
+    with open_source(str(tmp_path / "t.parquet"), encoding="latin-1").open() as rows:
+        assert pa.Table.from_batches(list(rows.batches)).to_pylist() == ROWS
+
+
+def test_non_utf8_json_lines_are_transcoded_in_a_stream(tmp_path, monkeypatch):
+    path = tmp_path / "t.jsonl"
+    path.write_bytes((JSONL * 200).encode("latin-1"))
+    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 1024)  # many blocks: never the whole file
+    with open_source(str(path), encoding="latin-1").open() as rows:
+        batches = list(rows.batches)
+    assert len(batches) > 5
+    assert pa.Table.from_batches(batches).to_pylist() == ROWS * 200
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "offset", "line"),
+    [
+        ("value.csv", TEXT.encode("latin-1"), 13, 2),  # pyarrow would type the column binary
+        ("header.csv", "café,b\n1,2\n".encode("latin-1"), 3, 1),
+        ("value.jsonl", JSONL.encode("latin-1"), 13, 1),  # pyarrow's JSON reader does not check
+        ("key.jsonl", '{"café": 1}\n'.encode("latin-1"), 5, 1),
+        ("t.csv.gz", gzip.compress(b"a,b\n" + b"x,y\n" * 1000 + "é,y\n".encode("latin-1")), 4004,
+         1002),
+        ("cut.csv", b"a\nb\n\xe2\x82", 4, 3),  # a sequence cut by the end of the file
+    ],
+)
+def test_invalid_utf8_is_a_source_error_naming_offset_line_and_fix(tmp_path, name, content, offset,
+                                                                  line):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(SourceError) as caught:
+        rows_of(path)
+    message = str(caught.value)
+    assert message.startswith(f"[ingest] The source {str(path)!r} is not readable as ")
+    assert f"at byte offset {offset} " in message and f"(line {line})" in message
+    assert "is not valid utf-8 text" in message
+    assert message.endswith("Pass --source-encoding latin-1 (or the file's encoding).")
+    assert ("of the decompressed text" in message) == name.endswith(".gz")
+
+
+def test_invalid_text_after_the_first_block_is_found_too(tmp_path, monkeypatch):
+    # The first block types the column as text; the invalid byte comes in a later block.
+    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 64)
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"a\n" + b"abc\n" * 100 + "é\n".encode("latin-1"))
+    with pytest.raises(SourceError, match=r"byte 0xe9 at byte offset 402 \(line 102\)"):
+        rows_of(path)
+
+
+@pytest.mark.parametrize("fmt", ["t.csv", "t.jsonl"])
+def test_bytes_not_valid_in_another_encoding_are_named_with_it(tmp_path, fmt):
+    path = tmp_path / fmt
+    content = b"a\ncaf\x81\n" if fmt == "t.csv" else b'{"a": "caf\x81"}\n'
+    path.write_bytes(content)
+    with pytest.raises(SourceError) as caught, open_source(str(path), encoding="cp1252").open() as r:
+        list(r.batches)
+    assert "byte 0x81 at byte offset " in str(caught.value)
+    assert "is not valid cp1252 text" in str(caught.value)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 1 << 20])
+def test_find_invalid_text_counts_offsets_across_chunks(monkeypatch, chunk):
+    monkeypatch.setattr(sources, "SCAN_BYTES", chunk)
+    valid = "a€b\n日本\nçé\n".encode()  # multi-byte characters cut by every chunk size
+    assert find_invalid_text(io.BytesIO(valid), "utf-8") is None
+    found = find_invalid_text(io.BytesIO(valid + b"x\xffy\n"), "utf-8")
+    assert found == InvalidText(offset=len(valid) + 1, line=4, invalid=b"\xff")
+    assert found.shown == "byte 0xff"
+    cut = find_invalid_text(io.BytesIO(valid + b"\xe2\x82"), "utf-8")
+    assert cut is not None and (cut.offset, cut.line) == (len(valid), 4)
+    assert find_invalid_text(io.BytesIO(b"\xe2\x28\xa1"), "utf-8") == InvalidText(0, 1, b"\xe2")
+    assert find_invalid_text(io.BytesIO(b"ab\n\x81"), "cp1252") == InvalidText(3, 2, b"\x81")
+    assert find_invalid_text(io.BytesIO("é\n".encode("utf-16") + b"\x00"), "utf-16") is not None
+
+
+def test_a_parse_error_that_is_not_about_encoding_does_not_read_the_file_again(tmp_path,
+                                                                              monkeypatch):
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"a,b\n1,2\n3,4,5\n")
+    opened = []
+    real = FileSource.open_stream
+    monkeypatch.setattr(FileSource, "open_stream", lambda self: opened.append(1) or real(self))
+    with pytest.raises(pa.ArrowInvalid, match="Expected 2 columns, got 3"):
+        rows_of(path)
+    assert len(opened) == 1
 
 
 # --- URI schemes -------------------------------------------------------------------------------

@@ -42,14 +42,24 @@ def table(**columns: Any) -> pd.DataFrame:
     return frame
 
 
-def check(tmp_path: Path, frame: pd.DataFrame | pa.Table, target: str = "status",
-          task: str = "auto") -> TableSchema:
+# The schema tests use 60-row tables (12 test rows): the size rules are off unless a test sets them.
+NO_SIZE_RULES = {"min_test_rows": 0, "min_class_test_rows": 0}
+
+
+def snapshot_of(tmp_path: Path, frame: pd.DataFrame | pa.Table) -> str:
     snapshot = tmp_path / "snapshot.parquet"
     if isinstance(frame, pa.Table):
         pq.write_table(frame, snapshot)
     else:
         frame.to_parquet(snapshot, index=False)
-    return validate(str(snapshot), target, task, str(tmp_path / "valid.parquet"))
+    return str(snapshot)
+
+
+def check(tmp_path: Path, frame: pd.DataFrame | pa.Table, target: str = "status",
+          task: str = "auto", **settings: Any) -> TableSchema:
+    """validate() on ``frame``; ``settings`` override NO_SIZE_RULES."""
+    return validate(snapshot_of(tmp_path, frame), target, task, str(tmp_path / "valid.parquet"),
+                    **{**NO_SIZE_RULES, **settings})
 
 
 def column(schema: TableSchema, name: str) -> ColumnInfo:
@@ -144,7 +154,7 @@ def test_duplicate_column_names_are_a_schema_error(tmp_path):
     with pytest.raises(SchemaError) as caught:
         check(tmp_path, duplicated)
     message = assert_validate_message(caught.value)
-    assert "['amount']" in message and "unique" in message
+    assert "1 appear more than once: 'amount'." in message and "unique" in message
 
 
 def test_invalid_task_is_a_parameter_error(tmp_path):
@@ -403,12 +413,16 @@ def test_run_writes_the_dataset_schema_and_report(tmp_path):
     table().to_parquet(snapshot, index=False)
     out = {name: tmp_path / name for name in ("valid.parquet", "schema.json", "report.md")}
 
-    schema = run(str(snapshot), "status", "auto", *(str(p) for p in out.values()))
+    # 60 rows: 12 test rows, 6 per class
+    schema = run(str(snapshot), "status", "auto", *(str(p) for p in out.values()),
+                 min_test_rows=12, min_class_test_rows=6)
 
     assert isinstance(schema, TableSchema)
     assert TableSchema.read(out["schema.json"], stage="preprocess") == schema
     assert json.loads(out["schema.json"].read_text()) == schema.to_dict()
-    assert out["report.md"].read_text() == report_markdown(schema)
+    note = "production: not compared (no store and model name given)"
+    assert out["report.md"].read_text() == report_markdown(schema, [note])
+    assert f"excluded columns: 0\n- {note}\n" in out["report.md"].read_text()
     assert len(pd.read_parquet(out["valid.parquet"])) == ROWS
 
 
@@ -533,3 +547,272 @@ def test_a_date_target_is_refused_with_what_to_do(tmp_path):
     with pytest.raises(SchemaError, match="'when' holds dates or times.*Convert it"):
         validate(str(snapshot), "when", "auto", str(tmp_path / "out.parquet"))
     assert not (tmp_path / "out.parquet").exists()
+
+
+# --- the size of a meaningful evaluation (issue 6) ---------------------------------------------
+
+
+def regression_table(rows: int) -> pd.DataFrame:
+    return pd.DataFrame({"x": np.arange(rows) % 7 * 1.5, "price": np.linspace(1.0, 9.5, rows)})
+
+
+def classes_table(counts: dict[Any, int]) -> pd.DataFrame:
+    """One row per class value, ``counts[value]`` times, and a numeric feature."""
+    labels = [label for label, count in counts.items() for _ in range(count)]
+    return pd.DataFrame({"x": np.arange(len(labels)) % 11 * 1.0, "status": labels})
+
+
+def refused(tmp_path: Path, frame: pd.DataFrame, target: str = "status", error=DataValidationError,
+            **settings: Any) -> str:
+    """The one-line message validate() refuses ``frame`` with."""
+    with pytest.raises(error) as caught:
+        check(tmp_path, frame, target=target, **settings)
+    message = assert_validate_message(caught.value)
+    assert "\n" not in message
+    assert not (tmp_path / "valid.parquet").exists()
+    return message
+
+
+def test_run_defaults_are_the_settings_table_defaults():
+    import inspect
+
+    from keel.settings import DEFAULTS
+
+    parameters = inspect.signature(run).parameters
+    for name in ("test_size", "min_test_rows", "min_class_test_rows", "allow_target_change"):
+        assert parameters[name].default == DEFAULTS[name], name
+        assert parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
+    # "" means no registry check (the component on its own); the pipeline passes both.
+    assert parameters["store"].default == parameters["model_name"].default == ""
+    for name in ("test_size", "min_test_rows", "min_class_test_rows"):
+        assert inspect.signature(validate).parameters[name].default == DEFAULTS[name], name
+
+
+def test_a_three_row_regression_table_is_refused_with_what_it_needs(tmp_path):
+    message = refused(tmp_path, regression_table(3), target="price", min_test_rows=20)
+    assert message == (
+        "[validate] The table is too small for a meaningful evaluation: 3 usable rows give a "
+        "test split of 1 at test_size 0.2, below --min-test-rows 20; it needs at least 96 rows. "
+        "Add rows, or change --test-size or --min-test-rows.")
+
+
+def test_the_default_settings_refuse_95_rows_and_accept_96(tmp_path):
+    # train_test_split takes ceil(0.2 * rows) test rows: 96 rows give 20 (19.2 rounded up).
+    snapshot = snapshot_of(tmp_path, regression_table(95))
+    with pytest.raises(DataValidationError, match="95 usable rows give a test split of 19 "):
+        validate(snapshot, "price", "auto", str(tmp_path / "valid.parquet"))
+    snapshot = snapshot_of(tmp_path, regression_table(96))
+    assert validate(snapshot, "price", "auto", str(tmp_path / "valid.parquet")).rows == 96
+
+
+@pytest.mark.parametrize("test_size", [0.1, 0.2, 0.25, 0.3, 1 / 3, 0.7, 0.05, 0.123])
+@pytest.mark.parametrize("min_test_rows", [1, 3, 20, 29, 57])
+def test_the_size_rule_counts_test_rows_as_train_test_split_does(test_size, min_test_rows):
+    from sklearn.model_selection import train_test_split
+
+    from keel.validate import held_out_rows, rows_needed
+
+    def split_test_rows(rows: int) -> int:
+        return len(train_test_split(np.arange(rows), test_size=test_size, random_state=0)[1])
+
+    def splits(rows: int) -> bool:  # train_test_split refuses an empty training split
+        return held_out_rows(rows, test_size) < rows
+
+    needed = rows_needed(min_test_rows, test_size)
+    for rows in range(max(needed - 3, 1), needed + 3):
+        if splits(rows):
+            assert held_out_rows(rows, test_size) == split_test_rows(rows), rows
+    assert splits(needed) and split_test_rows(needed) >= min_test_rows
+    below = needed - 1
+    assert below == 0 or not splits(below) or split_test_rows(below) < min_test_rows
+
+
+def test_a_table_that_leaves_no_training_row_is_refused(tmp_path):
+    message = refused(tmp_path, regression_table(3), target="price", test_size=0.7,
+                      min_test_rows=0)
+    assert ("3 usable rows give a test split of 3 at test_size 0.7, leaving no row to train on; "
+            "it needs at least 4 rows.") in message
+    assert check(tmp_path, regression_table(4), target="price", test_size=0.7,
+                 min_test_rows=0).rows == 4
+
+
+def test_rows_dropped_for_a_missing_target_do_not_count(tmp_path):
+    frame = regression_table(100)
+    frame.loc[::10, "price"] = None
+    message = refused(tmp_path, frame, target="price", min_test_rows=20)
+    assert "90 usable rows (10 of 100 dropped for a missing target) give a test split of 18 " \
+           "at test_size 0.2, below --min-test-rows 20; it needs at least 96 rows." in message
+
+
+def test_the_needed_rows_follow_the_test_size(tmp_path):
+    message = refused(tmp_path, regression_table(40), target="price", test_size=0.3,
+                      min_test_rows=30)
+    assert "test split of 12 at test_size 0.3, below --min-test-rows 30; it needs at least 97 " \
+           "rows." in message
+
+
+def test_size_rules_at_zero_let_a_tiny_table_through(tmp_path):
+    assert check(tmp_path, regression_table(3), target="price", min_test_rows=0).rows == 3
+    frame = classes_table({"good": 3, "bad": 2})
+    assert check(tmp_path, frame, min_test_rows=0, min_class_test_rows=0).classes == ["bad", "good"]
+
+
+def test_a_small_class_is_refused_with_its_count_and_the_rows_it_needs(tmp_path):
+    frame = classes_table({"good": 200, "bad": 150, "fraud": 24})
+    message = refused(tmp_path, frame, min_test_rows=20, min_class_test_rows=5)
+    assert message == (
+        "[validate] 1 class(es) of target 'status' are too small to evaluate: each needs 25 rows "
+        "(5 test rows at test_size 0.2); smallest: 'fraud' (24 rows). Add rows or merge classes, "
+        "or change --test-size or --min-class-test-rows.")
+
+
+def test_a_class_with_exactly_the_rows_it_needs_passes_and_gets_its_test_rows(tmp_path):
+    from sklearn.model_selection import train_test_split
+
+    frame = classes_table({"good": 200, "bad": 150, "fraud": 25})
+    schema = check(tmp_path, frame, min_test_rows=20, min_class_test_rows=5)
+    assert schema.classes == ["bad", "fraud", "good"]
+    for seed in range(20):
+        _, test = train_test_split(frame, test_size=0.2, random_state=seed,
+                                   stratify=frame["status"])
+        assert (test["status"] == "fraud").sum() >= 5
+
+
+def test_floating_point_error_does_not_refuse_a_class_that_has_enough_rows(tmp_path):
+    # 10 * 0.3 is 3 (not 2.9999...): a class of 10 rows gets its 3 test rows
+    frame = classes_table({"good": 60, "bad": 10})
+    (tmp_path / "enough").mkdir()
+    assert check(tmp_path / "enough", frame, test_size=0.3, min_class_test_rows=3).rows == 70
+    message = refused(tmp_path, classes_table({"good": 60, "bad": 9}), test_size=0.3,
+                      min_class_test_rows=3)
+    assert "each needs 10 rows (3 test rows at test_size 0.3)" in message
+    assert "'bad' (9 rows)" in message
+
+
+def test_the_smallest_classes_come_first_then_a_count(tmp_path):
+    counts = {"big": 500, **{f"k{i:02d}": 10 + i for i in range(12)}, "c": 3, "b": 3, "a": 7}
+    message = refused(tmp_path, classes_table(counts), min_class_test_rows=5)
+    assert "[validate] 15 class(es) of target 'status' are too small" in message
+    assert "smallest: 'b' (3 rows), 'c' (3 rows), 'a' (7 rows) ... and 12 more." in message
+    assert "'big'" not in message
+
+
+def test_the_size_rules_come_after_the_single_class_check(tmp_path):
+    message = refused(tmp_path, classes_table({"good": 3}), min_test_rows=20)
+    assert "at least two classes" in message
+
+
+def test_the_one_row_class_rule_still_holds_without_the_class_size_rule(tmp_path):
+    message = refused(tmp_path, classes_table({"good": 50, "bad": 50, "fraud": 1}),
+                      min_class_test_rows=0)
+    assert "needs at least 2 rows for a stratified split; 1 class(es) have only 1: 'fraud'." \
+           in message
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [({"test_size": 1.5}, "'test_size' parameter of preprocess must be a finite fraction"),
+     ({"test_size": "0.2"}, "'test_size' parameter of preprocess must be a number"),
+     ({"min_test_rows": -1}, "'min_test_rows' parameter of validate must be a whole number"),
+     ({"min_test_rows": 2.5}, "'min_test_rows' parameter of validate must be a whole number"),
+     ({"min_class_test_rows": True}, "'min_class_test_rows' parameter of validate must be a whole"),
+     ({"allow_target_change": "yes"}, "'allow_target_change' parameter of validate must be true")],
+)
+def test_the_new_settings_are_checked_by_the_settings_table(tmp_path, settings, expected):
+    with pytest.raises(ParameterError, match=expected):
+        check(tmp_path, table(), **settings)
+    with pytest.raises(ParameterError, match=expected):  # and by run, before anything is read
+        run(str(tmp_path / "absent.parquet"), "status", "auto",
+            *(str(tmp_path / n) for n in ("a", "b", "c")), **settings)
+
+
+def test_kfp_whole_floats_are_accepted_as_row_counts(tmp_path):
+    # KFP hands ints to a component as floats
+    schema = check(tmp_path, table(), min_test_rows=12.0, min_class_test_rows=6.0)
+    assert schema.rows == ROWS
+
+
+# --- messages stay one short line, whatever the data --------------------------------------------
+
+LONG = 300  # characters: the longest message any data can produce
+
+
+def short(message: str) -> str:
+    assert len(message) <= LONG, (len(message), message)
+    assert "\n" not in message
+    return message
+
+
+def many_classes(count: int, rows_each: int) -> pd.DataFrame:
+    return classes_table({f"class-{i:05d}": rows_each for i in range(count)})
+
+
+def test_5000_classes_of_one_row_give_a_short_line(tmp_path):
+    message = short(refused(tmp_path, many_classes(5000, 1), min_class_test_rows=0))
+    assert "5000 class(es) have only 1: 'class-00000', 'class-00001'," in message
+    assert "... and 4995 more." in message
+
+
+def test_5000_small_classes_give_a_short_line(tmp_path):
+    message = short(refused(tmp_path, many_classes(5000, 3), min_class_test_rows=5))
+    assert "5000 class(es) of target 'status' are too small" in message
+    assert "'class-00000' (3 rows)" in message and "more." in message
+
+
+def test_500_columns_are_listed_with_a_count_when_the_target_is_missing(tmp_path):
+    frame = pd.DataFrame({f"column_{i:03d}": [1.0, 2.0] for i in range(500)})
+    message = short(refused(tmp_path, frame, target="status", error=SchemaError))
+    assert "Got 'status'; the 500 columns are 'column_000', 'column_001'," in message
+    assert "... and 49" in message and "more." in message
+
+
+def test_500_duplicated_columns_are_listed_with_a_count(tmp_path):
+    names = [f"column_{i:03d}" for i in range(500)] * 2 + ["status"]
+    duplicated = pa.Table.from_arrays([pa.array([1.0, 2.0])] * 1000 + [pa.array(["a", "b"])],
+                                      names=names)
+    message = short(refused(tmp_path, duplicated, error=SchemaError))
+    assert "500 appear more than once: 'column_000'," in message and "more." in message
+
+
+def test_500_excluded_columns_are_listed_with_a_count(tmp_path):
+    frame = pd.DataFrame({f"constant_{i:03d}": ["the same value"] * 10 for i in range(500)})
+    frame["status"] = ["good", "bad"] * 5
+    message = short(refused(tmp_path, frame))
+    assert "No column can be used as a feature" in message
+    assert "constant_000: it has a single value ('the same value')" in message
+    assert "... and 49" in message and "more)." in message
+
+
+def test_long_column_names_and_values_are_clipped(tmp_path):
+    name = "a very long column name " * 50
+    value = "a very long value " * 200
+    frame = pd.DataFrame({name + str(i): [value] * 10 for i in range(500)})
+    frame["status"] = [value + "good", value + "bad"] * 5
+    frame["amount"] = np.arange(10) * 1.5
+
+    short(refused(tmp_path, frame, target=name, error=SchemaError))  # missing target
+    short(refused(tmp_path, frame.drop(columns="amount")))  # no usable feature
+    short(refused(tmp_path, frame, task="regression", error=SchemaError))  # text as a number
+    short(refused(tmp_path, frame.assign(status=value), target="status"))  # one class
+    short(refused(tmp_path, frame.rename(columns={"status": name}), target=name,
+                  min_test_rows=20))
+    short(refused(tmp_path, frame.rename(columns={"status": name}), target=name,
+                  min_class_test_rows=3))
+    frame[name] = [value + str(i) for i in range(10)]
+    frame.loc[1, name] = value + "0"
+    short(refused(tmp_path, frame, target=name, min_class_test_rows=0))  # 1-row classes
+    excluded = check(tmp_path, frame.assign(status=["good", "bad"] * 5)).excluded
+    assert all(len(reason) < 80 for reason in excluded.values())
+
+
+def test_listing_shows_a_handful_then_a_count():
+    from keel.validate import listing
+
+    assert listing([]) == ""
+    assert listing(["a"]) == "'a'"
+    assert listing(["a", "b", "c"]) == "'a', 'b', 'c'"
+    assert listing(list("abcdefg")) == "'a', 'b', 'c', 'd', 'e' ... and 2 more"
+    assert listing(["x" * 500]) == "'" + "x" * 36 + "..."  # a name is clipped to 40 first
+    assert listing(["x" * 500], render=str) == "x" * 97 + "..."
+    assert len(listing([f"value {i}" * 20 for i in range(10_000)])) <= 100
+    assert listing([1, 2.5, True, None]) == "1, 2.5, True, None"
