@@ -29,6 +29,13 @@ TASK_METRICS = {
 HIGHER_IS_BETTER = {"accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "r2"}
 LOWER_IS_BETTER = {"rmse", "mae", "log_loss"}
 THRESHOLD_KEYS = ("lower", "upper", "min_relative_change", "min_absolute_change")
+# The values each metric can take: a lower bound above the top (or an upper one below the
+# bottom) can never pass, and is refused before any stage rather than rejecting every run.
+METRIC_RANGES = {
+    "accuracy": (0.0, 1.0), "balanced_accuracy": (0.0, 1.0), "f1_macro": (0.0, 1.0),
+    "roc_auc": (0.0, 1.0), "r2": (-math.inf, 1.0), "rmse": (0.0, math.inf),
+    "mae": (0.0, math.inf), "log_loss": (0.0, math.inf),
+}
 
 
 def primary_metric(schema: TableSchema) -> str:
@@ -148,6 +155,13 @@ def check_thresholds(thresholds: dict[str, Any], task: str = "auto") -> dict[str
                     stage="evaluate",
                 )
             result[metric][key] = number
+        bottom, top = METRIC_RANGES[metric]
+        if result[metric].get("lower", bottom) > top or result[metric].get("upper", top) < bottom:
+            raise ParameterError(
+                f"The thresholds of {metric!r} can never pass: {metric} lies in "
+                f"[{bottom:g}, {top:g}]. Got {rules!r}.",
+                stage="evaluate",
+            )
     return result
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import codecs
 import contextlib
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -237,6 +238,11 @@ class FileSource(Source):
     """
 
     def __init__(self, uri: str, fmt: str = "auto", encoding: str = DEFAULT_ENCODING) -> None:
+        if not scheme_of(uri) and os.path.isdir(uri):  # before its name is read as a format
+            raise SourceError(
+                f"The source {uri!r} is a folder; expected one CSV, Parquet or JSON Lines file "
+                "in it (name the file)."
+            )
         super().__init__(uri, fmt, encoding)
         self.file_format = _BY_NAME[self.format]
         self.gzipped = uri.lower().endswith(".gz")

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from keel.contracts import ColumnInfo, ColumnKind, Scalar, TableSchema, Task
 from keel.errors import DataValidationError, ParameterError, SchemaError, reports_errors
 from keel.registry import Registry
-from keel.settings import SETTINGS, checked
+from keel.settings import DEFAULTS, SETTINGS, checked
 from keel.storage import open_store
 
 # An integer-valued numeric target with at most this many distinct values is a class label.
@@ -383,9 +383,9 @@ def validate(
     task: str,
     output_path: str,
     *,
-    test_size: float = 0.2,
-    min_test_rows: int = 20,
-    min_class_test_rows: int = 5,
+    test_size: float = DEFAULTS["test_size"],
+    min_test_rows: int = DEFAULTS["min_test_rows"],
+    min_class_test_rows: int = DEFAULTS["min_class_test_rows"],
     production: Production | None = None,
     allow_target_change: bool = False,
 ) -> TableSchema:
@@ -527,9 +527,9 @@ def run(
     schema_out: str,
     report_out: str,
     *,
-    test_size: float = 0.2,
-    min_test_rows: int = 20,
-    min_class_test_rows: int = 5,
+    test_size: float = DEFAULTS["test_size"],
+    min_test_rows: int = DEFAULTS["min_test_rows"],
+    min_class_test_rows: int = DEFAULTS["min_class_test_rows"],
     store: str = "",
     model_name: str = "",
     allow_target_change: bool = False,

@@ -6,7 +6,6 @@ Through click's CliRunner on ``keel.cli.main`` (the group that turns a KeelError
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -18,12 +17,12 @@ from click.testing import CliRunner, Result
 from keel.cli import main
 from keel.contracts import Manifest
 from keel.registry import MANIFEST_FILE, MODEL_FILE, Registry
-from keel.storage import LocalStore, open_store
+from keel.storage import open_store
 
 try:
-    from factories import STORE_0_1_0, lineage
+    from factories import STORE_0_1_0, delete, lineage, overwrite, state
 except ImportError:  # tests/ imported as a package
-    from tests.factories import STORE_0_1_0, lineage
+    from tests.factories import STORE_0_1_0, delete, lineage, overwrite, state
 
 MODEL = "credit"
 KEEL = str(Path(sys.executable).with_name("keel"))
@@ -96,28 +95,7 @@ def key_of(version: int, name: str = MODEL_FILE) -> str:
 ALIAS = f"registry/{MODEL}/aliases/production.json"
 
 
-def overwrite(store, key: str, data: bytes) -> None:
-    if isinstance(store, LocalStore):
-        (store.root / key).write_bytes(data)
-    else:
-        store.bucket.blob(store._name(key)).upload_from_string(data)
 
-
-def delete(store, key: str) -> None:
-    if isinstance(store, LocalStore):
-        (store.root / key).unlink()
-    else:
-        store.bucket.blob(store._name(key)).delete()
-
-
-def state(store) -> dict[str, str]:
-    """Every object with its content hash (and GCS generation), hidden local files included."""
-    if isinstance(store, LocalStore):
-        return {str(p.relative_to(store.root)):
-                hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-                for p in sorted(store.root.rglob("*"))}
-    return {b.name: f"{b.md5_hash}@{b.generation}"
-            for b in store.bucket.list_blobs(prefix=f"{store.prefix}/")}
 
 
 # -- healthy ---------------------------------------------------------------------------------------

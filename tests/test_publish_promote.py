@@ -20,6 +20,11 @@ from keel.registry import Registry
 from keel.stages import STAGE_NAMES
 from keel.storage import open_store
 
+try:
+    from factories import delete, overwrite, state
+except ImportError:  # tests/ imported as a package
+    from tests.factories import delete, overwrite, state
+
 MODEL = "churn"
 
 
@@ -158,37 +163,7 @@ def test_git_commit_prefers_the_one_baked_into_the_image(monkeypatch):
 
 
 # -- damage: promote and evaluate refuse it, and change nothing ----------------------------------
-def overwrite(store, key: str, data: bytes) -> None:
-    """Replace an object behind the registry's back (what tampering or bit rot would do)."""
-    from keel.storage import LocalStore
 
-    if isinstance(store, LocalStore):
-        (store.root / key).write_bytes(data)
-    else:
-        store.bucket.blob(store._name(key)).upload_from_string(data)
-
-
-def delete(store, key: str) -> None:
-    from keel.storage import LocalStore
-
-    if isinstance(store, LocalStore):
-        (store.root / key).unlink()
-    else:
-        store.bucket.blob(store._name(key)).delete()
-
-
-def state(store) -> dict[str, str]:
-    """Every object with its content hash (and GCS generation), hidden local files included."""
-    import hashlib
-
-    from keel.storage import LocalStore
-
-    if isinstance(store, LocalStore):
-        return {str(p.relative_to(store.root)):
-                hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-                for p in sorted(store.root.rglob("*"))}
-    return {b.name: f"{b.md5_hash}@{b.generation}"
-            for b in store.bucket.list_blobs(prefix=f"{store.prefix}/")}
 
 
 def other_pickle(folder: Path) -> bytes:

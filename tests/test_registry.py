@@ -28,9 +28,9 @@ from keel.registry import (
 from keel.storage import DamagedObject, LocalStore, open_store
 
 try:
-    from factories import STORE_0_1_0, lineage
+    from factories import STORE_0_1_0, delete, lineage, overwrite, state
 except ImportError:  # tests/ imported as a package
-    from tests.factories import STORE_0_1_0, lineage
+    from tests.factories import STORE_0_1_0, delete, lineage, overwrite, state
 
 MODEL = "credit"
 
@@ -71,39 +71,11 @@ def promote(registry: Registry, version: int, action: str = "promote") -> dict:
                                action=action, reason=f"test {action} {version}")
 
 
-def overwrite(store, key: str, data: bytes) -> None:
-    """Replace an object behind the registry's back (what tampering or bit rot would do)."""
-    if isinstance(store, LocalStore):
-        (store.root / key).write_bytes(data)
-    else:
-        store.bucket.blob(store._name(key)).upload_from_string(data)
-
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def delete(store, key: str) -> None:
-    """Remove an object behind the registry's back."""
-    if isinstance(store, LocalStore):
-        (store.root / key).unlink()
-    else:
-        store.bucket.blob(store._name(key)).delete()
-
-
-def state(store) -> dict[str, str]:
-    """Every object of the store with its content hash (and GCS generation): "unchanged" is equality.
-
-    Locally this includes hidden files (lock files) and folders, so nothing a failed command
-    creates can hide.
-    """
-    if isinstance(store, LocalStore):
-        if not store.root.exists():
-            return {}
-        return {str(p.relative_to(store.root)): sha256(p.read_bytes()) if p.is_file() else "dir"
-                for p in sorted(store.root.rglob("*"))}
-    return {b.name: f"{b.md5_hash}@{b.generation}"
-            for b in store.bucket.list_blobs(prefix=f"{store.prefix}/")}
 
 
 def rejected_lineage(**changes) -> object:
