@@ -97,14 +97,14 @@ def test_a_passed_decision_moves_the_alias(store_uri, tmp_path):
 def test_a_failed_decision_leaves_production_where_it_was(store_uri, tmp_path):
     p = run_stages(tmp_path / "a", store_uri)
     promote.run(publish_from(p, store_uri).to_json(), p["decision.json"], "run-1")
-    q = run_stages(tmp_path / "b", store_uri, thresholds={"roc_auc": {"lower": 1.01}})
+    q = run_stages(tmp_path / "b", store_uri, thresholds={"roc_auc": {"min_absolute_change": 0.5}})
     assert not Decision.read(q["decision.json"]).passed
     promotion = promote.run(publish_from(q, store_uri, "run-2").to_json(), q["decision.json"],
                             "run-2")
     registry = Registry(open_store(store_uri), MODEL)
     assert not promotion.promoted
     assert (promotion.version, promotion.production_version) == (2, 1)
-    assert "roc_auc lower" in promotion.reason
+    assert "roc_auc absolute_change" in promotion.reason
     assert registry.versions() == [1, 2] and registry.alias().version == 1
     assert len(registry.events()) == 1
 
