@@ -7,10 +7,10 @@ READY := $(VENV)/.ready
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint compile images lock clean
+.PHONY: help venv run test lint system-deps compile images lock clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(READY): pyproject.toml requirements.lock requirements-test.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
@@ -26,12 +26,25 @@ venv: $(READY) ## Create .venv with keel and the test tools installed
 run: $(READY) ## Train on the bundled sample (data/credit.csv) into ./.keel and print the summary
 	$(BIN)/keel run --source data/credit.csv --target Status --store $(STORE)
 
-test: lint ## Run lint and the whole test suite (starts its own GCS emulator)
+test: system-deps lint ## Run lint and the whole test suite (starts its own GCS emulator)
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(READY) ## ruff (style, imports, docstrings, no kfp in stage logic) and mypy --strict on keel/
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+system-deps: ## Install chromium (Debian) for the browser tests when it is missing (apt-get, as root)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing chromium and fonts-dejavu-core (apt-get) for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends chromium fonts-dejavu-core >/dev/null; \
+	  else \
+	    echo "The tests need Chromium: install the Debian package 'chromium' (as root:"; \
+	    echo "  apt-get install --no-install-recommends chromium fonts-dejavu-core), then run make test again."; \
+	    exit 1; \
+	  fi; }
+	@command -v chromium >/dev/null 2>&1 || { echo "chromium is still not on PATH after installing it"; exit 1; }
 
 compile: $(READY) ## Regenerate pipelines/compiled/training.yaml and components/README.md
 	$(BIN)/keel compile

@@ -11,6 +11,7 @@ from keel.components.preprocess import preprocess
 from keel.components.promote import promote
 from keel.components.publish import publish
 from keel.components.train import train
+from keel.components.tune import tune
 from keel.components.validate import validate
 
-__all__ = ["ingest", "validate", "preprocess", "train", "evaluate", "publish", "promote"]
+__all__ = ["ingest", "validate", "preprocess", "tune", "train", "evaluate", "publish", "promote"]

@@ -16,11 +16,20 @@ def evaluate(
     thresholds: dict,
     override_reason: str,
     allow_target_change: bool,
+    replace_default_rule: bool,
+    change_bound: str,
+    confidence: float,
+    bootstrap_rounds: int,
+    slices: list,
+    min_slice_rows: int,
+    min_test_rows: int,
+    seed: int,
     metrics: dsl.Output[dsl.Metrics],
     classification_metrics: dsl.Output[dsl.ClassificationMetrics],
     decision: dsl.Output[dsl.Artifact],
+    report: dsl.Output[dsl.Artifact],
 ) -> bool:
-    """Score the candidate and the production model on the same test split; apply the gate.
+    """Score candidate and production on the test rows production never trained on; gate.
 
     Args:
         model: The candidate model directory (model.joblib).
@@ -29,7 +38,8 @@ def evaluate(
         schema: The schema document from validate.
         metrics: The candidate's metrics on the test split.
         classification_metrics: Confusion matrix, and ROC curve for binary targets.
-        decision: JSON decision record: every check, the baseline, any override.
+        decision: JSON decision record: every check, the comparison with its intervals, slices.
+        report: JSON evaluation report for the model card: curves, feature importance.
 
     Returns:
         Whether the candidate passed the gate.
@@ -38,14 +48,18 @@ def evaluate(
 
     from keel.evaluate import run
 
-    result = run(os.path.join(model.path, "model.joblib"), test.path, feature_spec.path,
-                 schema.path, store, model_name, thresholds, override_reason, decision.path,
-                 allow_target_change)
+    result = run(
+        os.path.join(model.path, "model.joblib"), test.path, feature_spec.path, schema.path,
+        store, model_name, thresholds, override_reason, decision.path, report.path,
+        allow_target_change=allow_target_change, replace_default_rule=replace_default_rule,
+        change_bound=change_bound, confidence=confidence, bootstrap_rounds=bootstrap_rounds,
+        slices=slices, min_slice_rows=min_slice_rows, min_test_rows=min_test_rows, seed=seed)
     for name, value in result.metrics.items():
         metrics.log_metric(name, value)
-    curves = result.curves or {}
-    if "labels" in curves:
-        classification_metrics.log_confusion_matrix(curves["labels"], curves["confusion_matrix"])
-    if "roc" in curves:
-        classification_metrics.log_roc_curve(**curves["roc"])
+    if result.report.confusion_matrix is not None:
+        classification_metrics.log_confusion_matrix(result.report.labels,
+                                                    result.report.confusion_matrix)
+    roc = result.report.curves.get("roc")
+    if roc is not None:
+        classification_metrics.log_roc_curve(roc.x, roc.y, roc.thresholds)
     return result.decision.passed

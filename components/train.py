@@ -12,19 +12,23 @@ def train(
     estimator: str,
     params: str,
     seed: int,
+    trials: list[str],
+    validation_size: float,
+    search_random: int,
     model: dsl.Output[dsl.Model],
     record: dsl.Output[dsl.Artifact],
 ) -> str:
-    """Fit Pipeline(feature transformer, estimator) and save it as model.joblib.
+    """Pick the best trial of a search (if any), fit it on all training rows, save model.joblib.
 
     Args:
         train: The training split.
         feature_spec: The feature spec from preprocess.
+        trials: The trials' results, collected from the search's ParallelFor.
         model: Directory holding model.joblib, the fitted scikit-learn Pipeline.
-        record: JSON training record (estimator, parameters, rows, fit time).
+        record: JSON training record (estimator, parameters, search, rows, fit time).
 
     Returns:
-        JSON training record: estimator class, parameters, rows, fit time.
+        JSON training record: estimator class, parameters, search, rows, fit time.
     """
     import os
 
@@ -32,6 +36,7 @@ def train(
 
     os.makedirs(model.path, exist_ok=True)
     result = run(train.path, feature_spec.path, estimator, params, seed,
-                 os.path.join(model.path, "model.joblib"), record.path)
+                 os.path.join(model.path, "model.joblib"), record.path, trials=trials,
+                 validation_size=validation_size, search_random=search_random)
     model.metadata.update(framework="scikit-learn", estimator=result.estimator_class)
     return result.to_json()

@@ -55,6 +55,16 @@ def fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def metric_lines(label: str, head: str, metrics: dict[str, float]) -> list[str]:
+    """``  label     head m1 v1  m2 v2 ...`` wrapped under itself at 100 columns."""
+    import textwrap
+
+    text = head + "  ".join(f"{k}\N{NO-BREAK SPACE}{fmt(v)}" for k, v in metrics.items())
+    lines = textwrap.wrap(text, width=100, initial_indent=f"  {label:<9} ",
+                          subsequent_indent=" " * 12, break_on_hyphens=False)
+    return [line.replace("\N{NO-BREAK SPACE}", " ") for line in lines]
+
+
 def say(text: str, err: bool = False) -> None:
     """One human line; names from data or paths get their control characters escaped."""
     click.echo(printable(text), err=err)
@@ -266,7 +276,8 @@ def print_summary(summary: RunSummary) -> None:
     )
     say(f"  data      {summary.rows} rows, data version {summary.data_version[:12]}")
     say(f"  task      {summary.task}")
-    say("  metrics   " + "  ".join(f"{k} {fmt(v)}" for k, v in summary.metrics.items()))
+    for line in metric_lines("metrics", "", summary.metrics):
+        say(line)
     baseline = summary.baseline
     if baseline is None:
         say("  baseline  none (first model: change thresholds do not apply)")
@@ -275,17 +286,30 @@ def print_summary(summary: RunSummary) -> None:
     elif baseline.metrics is None:
         say(f"  baseline  version {baseline.version} could not be scored: {baseline.error}")
     else:
-        say(f"  baseline  version {baseline.version} on this test split: " + "  ".join(
-            f"{k} {fmt(v)}" for k, v in baseline.metrics.items()))
+        rows = "" if baseline.rows is None else f" ({baseline.rows} comparable test rows)"
+        for line in metric_lines("baseline", f"version {baseline.version}{rows}: ",
+                                 baseline.metrics):
+            say(line)
+    if summary.search is not None:
+        best = summary.search.best
+        say(f"  search    {len(summary.search.candidates)} parameter sets, best "
+            f"{summary.search.metric} {fmt(best.score)} on validation rows: "
+            + ", ".join(f"{k}={v}" for k, v in best.params.items()))
     for check in summary.decision.checks:
         verdict = "pass" if check.passed else "FAIL"
-        say(f"  gate      {check.metric} {check.check}: {fmt(check.candidate)} "
-            f"vs required {fmt(check.required)} -> {verdict}")
+        where = f" [{check.slice}]" if check.slice else ""
+        interval = "" if check.interval is None else \
+            f" (difference {fmt(check.interval.low)} to {fmt(check.interval.high)})"
+        baseline_value = "" if check.baseline is None else f" vs production {fmt(check.baseline)}"
+        say(f"  gate      {check.metric} {check.check}{where}: {fmt(check.candidate)}"
+            f"{baseline_value}{interval}, required {fmt(check.required)} -> {verdict}")
     for note in summary.decision.notes:
         say(f"  note      {note}")
     for column, reason in summary.excluded_columns.items():
         say(f"  excluded  {column}: {reason}")
     say(f"  store     {summary.store}")
+    if summary.model_card:
+        say(f"  card      {summary.model_card}")
     say(f"  log       {summary.log}")
 
 
@@ -308,6 +332,7 @@ def run(ctx: click.Context, /, work_dir: Path, as_json: bool, fail_on_reject: bo
     """Run the training pipeline locally (kfp.local) and print its summary."""
     from keel.contracts import RunSummary
     from keel.local_run import interruptible, run_training
+    from keel.publish import MODEL_CARD_FILE
     from keel.registry import Registry
     from keel.storage import open_store
 
@@ -323,9 +348,11 @@ def run(ctx: click.Context, /, work_dir: Path, as_json: bool, fail_on_reject: bo
                 f"(store {arguments['store']})", err=True)
             promotion, log = run_training(arguments, work_dir,
                                           lambda line: click.echo(line, err=True), debug)
-            manifest = Registry(open_store(promotion.store),
-                                promotion.model).manifest(promotion.version)
-            summary = RunSummary.of(manifest, promotion, log)
+            registry = Registry(open_store(promotion.store), promotion.model)
+            manifest = registry.manifest(promotion.version)
+            card = registry.file_url(promotion.version, MODEL_CARD_FILE) \
+                if MODEL_CARD_FILE in manifest.files else ""
+            summary = RunSummary.of(manifest, promotion, log, card)
             if as_json:
                 echo_json(summary.to_dict())
             else:

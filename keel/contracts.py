@@ -26,7 +26,7 @@ from pydantic import (
 
 from keel.errors import KeelError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: split rule, search, comparison, intervals, slices, evaluation report
 LEGACY_SCHEMA_VERSION = 1  # documents written by Keel 0.1.0, which had no schema_version
 READING = "keel.reading"  # validation context: a stored document, not one being made
 
@@ -200,15 +200,75 @@ class FeatureSpec(Document):
         return self.numeric + self.categorical
 
 
+ROW_HASH = "keel-row-hash-1"  # the hash of keel.split; a change to it is a new name
+
+
+class SplitRule(Contract):
+    """Which rows are test rows, recorded so a later run can tell which rows a version trained on.
+
+    ``hash``: a row is a test row when the salted hash of its values in ``columns`` (the key
+    columns the user named, or every feature and the target) falls in the lowest ``test_size``
+    share, so a row keeps its side from run to run. ``time``: rows whose ``columns[0]`` is at or
+    after ``cutoff`` (the newest ``test_size`` share when the rule was made) are test rows.
+    """
+
+    artifact: ClassVar[str] = "split rule"
+    method: Literal["hash", "time"]
+    test_size: float = Field(gt=0, lt=1)
+    columns: list[str] = Field(min_length=1)
+    keyed: bool = False  # hash: the columns are key columns the user named
+    salt: str = ""
+    algorithm: str = ROW_HASH
+    cutoff: str | None = None  # time: ISO 8601 timestamp, or a number as text
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.method == "time" and (self.cutoff is None or len(self.columns) != 1):
+            raise ValueError("a time rule needs one column and its cutoff")
+        return self
+
+
 class SplitResult(Document):
-    """Rows on each side of the split."""
+    """Rows on each side of the split, and the rule that put them there."""
 
     artifact: ClassVar[str] = "split result"
     train_rows: int = Field(ge=0)
     test_rows: int = Field(ge=0)
+    rule: SplitRule
 
 
 # -- train ------------------------------------------------------------------------------------
+class Trial(Contract):
+    """One parameter set of a search, fitted on the training rows and scored on validation rows."""
+
+    artifact: ClassVar[str] = "search trial"
+    index: int = Field(ge=0)
+    params: dict[str, JsonValue]
+    metric: str
+    score: float | None  # None when the fit or the scoring failed (``error`` says why)
+    error: str | None = None
+    fit_seconds: float = Field(ge=0)
+    validation_rows: int = Field(ge=0)
+
+
+class Search(Contract):
+    """A hyperparameter search: every trial, and the one chosen (on validation rows only)."""
+
+    artifact: ClassVar[str] = "search record"
+    metric: str
+    higher_is_better: bool
+    method: Literal["grid", "random"]
+    validation_size: float = Field(gt=0, lt=1)
+    candidates: list[Trial] = Field(min_length=1)
+    best: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _best_scored(self) -> Self:
+        if self.best >= len(self.candidates) or self.candidates[self.best].score is None:
+            raise ValueError("best must be the index of a trial that has a score")
+        return self
+
+
 class TrainRecord(Document):
     """What was fitted and how: estimator, user and effective parameters, rows, fit time."""
 
@@ -222,6 +282,7 @@ class TrainRecord(Document):
     train_rows: int = Field(ge=0)
     fit_seconds: float = Field(ge=0)
     seed: int
+    search: Search | None = None  # absent when one parameter set was given
 
 
 # -- evaluate ---------------------------------------------------------------------------------
@@ -238,6 +299,32 @@ class Baseline(Contract):
     not_compared: str | None = None
 
 
+class Interval(Contract):
+    """A paired-bootstrap interval of candidate minus baseline on one metric."""
+
+    artifact: ClassVar[str] = "interval"
+    low: float
+    high: float
+    level: float = Field(gt=0, lt=1)
+    rounds: int = Field(ge=1)
+
+
+class Comparison(Contract):
+    """The rows candidate and baseline were both scored on, and those left out and why.
+
+    The baseline is never scored on a row it trained on: the test rows its own split rule puts on
+    its training side (or, for a version without a recorded rule, rows of its training data) are
+    left out of both scores.
+    """
+
+    artifact: ClassVar[str] = "comparison"
+    rows: int = Field(ge=0)
+    excluded: int = Field(ge=0)
+    reason: str = ""  # why rows were left out ("" when none were)
+    candidate: dict[str, float]  # the candidate on the comparable rows
+    intervals: dict[str, Interval] = Field(default_factory=dict)
+
+
 class Check(Contract):
     """One rule of the gate, with the numbers it compared."""
 
@@ -250,6 +337,20 @@ class Check(Contract):
     required: float | None
     passed: bool
     note: str | None = None
+    interval: Interval | None = None  # candidate - baseline, when the rule compared them
+    rows: int | None = None  # rows the numbers were computed on
+    slice: str | None = None  # "column=value" for a slice rule
+
+
+class SliceMetrics(Contract):
+    """The metrics of one slice of the comparable test rows (one value or quantile bin)."""
+
+    artifact: ClassVar[str] = "slice metrics"
+    column: str
+    value: str
+    rows: int = Field(ge=0)
+    candidate: dict[str, float]
+    baseline: dict[str, float] | None = None
 
 
 class Override(Contract):
@@ -273,6 +374,9 @@ class Decision(Document):
     notes: list[str]
     metrics: dict[str, float]
     test_rows: int = Field(ge=0)
+    comparison: Comparison | None = None  # None on a first run or when not compared
+    per_class: dict[str, dict[str, float]] = Field(default_factory=dict)
+    slices: list[SliceMetrics] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -283,6 +387,45 @@ class Decision(Document):
             raise ValueError("passed must be true exactly when every check passed or an override "
                              "was given")
         return self
+
+
+class Curve(Contract):
+    """Points of one plot: ROC, precision-recall, calibration, residuals."""
+
+    artifact: ClassVar[str] = "curve"
+    x: list[float]
+    y: list[float]
+    thresholds: list[float] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _paired(self) -> Self:
+        if len(self.x) != len(self.y) or (self.thresholds and len(self.thresholds) != len(self.x)):
+            raise ValueError("x, y (and thresholds, when given) must have the same length")
+        return self
+
+
+class FeatureImportance(Contract):
+    """Permutation importance of one input column: the drop of the primary metric when shuffled."""
+
+    artifact: ClassVar[str] = "feature importance"
+    feature: str
+    mean: float
+    std: float = Field(ge=0)
+
+
+class EvaluationReport(Document):
+    """What the model card plots: curves, confusion matrix, feature importance (from evaluate)."""
+
+    artifact: ClassVar[str] = "evaluation report"
+    task: Task
+    primary_metric: str
+    labels: list[str] = Field(default_factory=list)  # classes, as text
+    confusion_matrix: list[list[int]] | None = None
+    #: "roc", "pr" (binary), "calibration" (binary: mean predicted vs observed share per bin),
+    #: "residuals" (regression: predicted vs actual minus predicted, a sample of rows)
+    curves: dict[str, Curve] = Field(default_factory=dict)
+    importance: list[FeatureImportance] = Field(default_factory=list)  # largest first
+    importance_rows: int = Field(default=0, ge=0)
 
 
 # -- publish ----------------------------------------------------------------------------------
@@ -330,6 +473,7 @@ class Lineage(Document):
     features: FeatureSpec
     excluded_columns: dict[str, str] = Field(default_factory=dict)  # absent in version 1
     training: TrainRecord
+    split: SplitRule | None = None  # absent before schema 3: the rule is unknown
     hyperparameters: dict[str, JsonValue]
     metrics: dict[str, float]
     baseline: Baseline | None
@@ -393,6 +537,27 @@ class SummaryBaseline(Contract):
     metrics: dict[str, float] | None
     error: str | None = None
     not_compared: str | None = None
+    rows: int | None = None  # comparable test rows both models were scored on
+    excluded: int | None = None  # test rows left out: production may have trained on them
+    excluded_reason: str = ""
+
+
+class SummaryTrial(Contract):
+    """One parameter set of a search, as the summary shows it."""
+
+    artifact: ClassVar[str] = "summary trial"
+    params: dict[str, JsonValue]
+    score: float | None
+    error: str | None = None
+
+
+class SummarySearch(Contract):
+    """The search: every parameter set with its validation score, and the best."""
+
+    artifact: ClassVar[str] = "summary search"
+    metric: str
+    candidates: list[SummaryTrial]
+    best: SummaryTrial
 
 
 class RunSummary(Document):
@@ -412,11 +577,18 @@ class RunSummary(Document):
     decision: SummaryDecision
     excluded_columns: dict[str, str]
     log: str
+    search: SummarySearch | None = None
+    split: SplitRule | None = None
+    model_card: str = ""  # where the version's model card is
 
     @classmethod
-    def of(cls, manifest: Manifest, promotion: Promotion, log: str) -> RunSummary:
+    def of(cls, manifest: Manifest, promotion: Promotion, log: str, model_card: str = ""
+           ) -> RunSummary:
         """The summary of one run, from the version it published and what promote did."""
         decision, baseline = manifest.decision, manifest.baseline
+        comparison, search = decision.comparison, manifest.training.search
+        trials = [] if search is None else [
+            SummaryTrial(params=t.params, score=t.score, error=t.error) for t in search.candidates]
         return cls(
             status="promoted" if promotion.promoted else "rejected",
             model=manifest.model,
@@ -429,10 +601,17 @@ class RunSummary(Document):
             metrics=manifest.metrics,
             baseline=None if baseline is None else SummaryBaseline(
                 version=baseline.version, metrics=baseline.metrics, error=baseline.error,
-                not_compared=baseline.not_compared),
+                not_compared=baseline.not_compared,
+                rows=None if comparison is None else comparison.rows,
+                excluded=None if comparison is None else comparison.excluded,
+                excluded_reason="" if comparison is None else comparison.reason),
             decision=SummaryDecision(
                 passed=decision.passed, checks=decision.checks, first_run=decision.first_run,
                 override=decision.override, notes=decision.notes),
             excluded_columns=manifest.excluded_columns,
             log=log,
+            search=None if search is None else SummarySearch(
+                metric=search.metric, candidates=trials, best=trials[search.best]),
+            split=manifest.split,
+            model_card=model_card,
         )

@@ -1,129 +1,90 @@
-"""Evaluate: score the candidate and the production model on this run's test split, then gate.
+"""Evaluate: score the candidate and the production model on the same fair rows, then gate.
 
-The baseline is always re-scored on the same rows as the candidate, never compared through a
-number stored from an older test set. The decision record lists every check with its numbers;
-promotion reads only that record (DESIGN.md, "The evaluation gate").
+The baseline is re-scored on this run's test rows, never compared through a number stored from
+an older test set, and never scored on a row it trained on: the test rows that production's own
+split rule put on its training side are left out of both scores (:func:`keel.split.rows_trained_on`).
+Change thresholds compare the two on those comparable rows, with a paired-bootstrap interval of the
+difference; slices repeat the comparison per value of chosen columns. The decision record lists
+every check with its numbers; promotion reads only that record (DESIGN.md, "The evaluation gate").
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from keel.contracts import Baseline, Check, Decision, FeatureSpec, Override, TableSchema
+from keel.contracts import (
+    Baseline,
+    Check,
+    Comparison,
+    Decision,
+    EvaluationReport,
+    FeatureSpec,
+    Interval,
+    Override,
+    SliceMetrics,
+    TableSchema,
+)
 from keel.errors import ParameterError, reports_errors
+from keel.metrics import (
+    HIGHER_IS_BETTER,
+    LOWER_IS_BETTER,
+    METRIC_RANGES,
+    TASK_METRICS,
+    Predictions,
+    evaluation_report,
+    metrics_of,
+    paired_bootstrap,
+    per_class,
+    predict,
+    slice_metrics,
+)
+from keel.metrics import primary_metric as primary_for
 from keel.settings import checked
 
 if TYPE_CHECKING:
     from keel.registry import Registry
 
-# The metrics each task computes, and which way is better.
-TASK_METRICS = {
-    "classification": ("accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc"),
-    "regression": ("rmse", "mae", "r2"),
-}
-HIGHER_IS_BETTER = {"accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "r2"}
-LOWER_IS_BETTER = {"rmse", "mae", "log_loss"}
-THRESHOLD_KEYS = ("lower", "upper", "min_relative_change", "min_absolute_change")
-# The values each metric can take: a lower bound above the top (or an upper one below the
-# bottom) can never pass, and is refused before any stage rather than rejecting every run.
-METRIC_RANGES = {
-    "accuracy": (0.0, 1.0), "balanced_accuracy": (0.0, 1.0), "f1_macro": (0.0, 1.0),
-    "roc_auc": (0.0, 1.0), "r2": (-math.inf, 1.0), "rmse": (0.0, math.inf),
-    "mae": (0.0, math.inf), "log_loss": (0.0, math.inf),
-}
+CHANGE_RULES = ("min_relative_change", "min_absolute_change")
+THRESHOLD_KEYS = ("lower", "upper", *CHANGE_RULES, "max_slice_drop")
 
 
 def primary_metric(schema: TableSchema) -> str:
     """The metric of the default rule: roc_auc (binary), f1_macro (multiclass), rmse."""
-    if schema.task == "regression":
-        return "rmse"
-    return "roc_auc" if len(schema.classes or ()) == 2 else "f1_macro"
+    return primary_for(schema.task, len(schema.classes or ()))
 
 
-@dataclass(frozen=True)
-class Predictions:
-    """One pass of a model over the test split, shared by the metrics and the curves."""
+def normalise_thresholds(
+    thresholds: dict[str, Any], schema: TableSchema, replace_default_rule: bool = False,
+    slices: Sequence[str] = (),
+) -> dict[str, dict[str, float]]:
+    """The gate's rules: the default rule plus the user's, or only the user's.
 
-    y: pd.Series
-    pred: np.ndarray
-    proba: np.ndarray | None = None
-    classes: list[Any] = field(default_factory=list)
-
-
-def predict(model: Any, test: pd.DataFrame, spec: FeatureSpec) -> Predictions:
-    """One pass of ``model`` over the test rows."""
-    x, y = test[spec.features], test[spec.target]
-    if spec.task == "regression":
-        return Predictions(y, model.predict(x))
-    # A scikit-learn classifier's predict is the argmax of predict_proba: compute it once.
-    proba = model.predict_proba(x)
-    classes = list(model.classes_)
-    return Predictions(y, np.asarray(model.classes_)[proba.argmax(axis=1)], proba, classes)
+    The default is "no worse than production on the primary metric"; a user's rule of the same
+    metric and kind replaces the default's. ``replace_default_rule`` keeps only the user's.
+    """
+    rules: dict[str, dict[str, float]] = checked("thresholds", thresholds, task=schema.task,
+                                                 slices=list(slices))
+    if replace_default_rule:
+        return rules
+    merged = {primary_metric(schema): {"min_absolute_change": 0.0}}
+    for metric, metric_rules in rules.items():
+        merged[metric] = {**merged.get(metric, {}), **metric_rules}
+    return merged
 
 
-def score(model: Any, test: pd.DataFrame, spec: FeatureSpec) -> dict[str, float]:
-    """The task metrics of ``model`` on the test rows."""
-    return metrics_of(predict(model, test, spec))
+def check_thresholds(
+    thresholds: dict[str, Any], task: str = "auto", slices: Sequence[str] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Metrics the task computes (any task's while it is "auto"), known rules, finite numbers.
 
-
-def metrics_of(p: Predictions) -> dict[str, float]:
-    """Task metrics on the test split; a metric undefined on these rows (NaN) is left out."""
-    from sklearn import metrics as m
-
-    if p.proba is None:
-        result = {
-            "rmse": float(m.root_mean_squared_error(p.y, p.pred)),
-            "mae": float(m.mean_absolute_error(p.y, p.pred)),
-            "r2": float(m.r2_score(p.y, p.pred)),
-        }
-    else:
-        result = {
-            "accuracy": float(m.accuracy_score(p.y, p.pred)),
-            "balanced_accuracy": float(m.balanced_accuracy_score(p.y, p.pred)),
-            "f1_macro": float(m.f1_score(p.y, p.pred, average="macro")),
-            "log_loss": float(m.log_loss(p.y, p.proba, labels=p.classes)),
-        }
-        if len(p.classes) == 2:
-            result["roc_auc"] = float(m.roc_auc_score(p.y, p.proba[:, 1]))
-        elif p.y.nunique() == len(p.classes):
-            result["roc_auc"] = float(
-                m.roc_auc_score(p.y, p.proba, multi_class="ovr", labels=p.classes)
-            )
-    return {k: v for k, v in result.items() if math.isfinite(v)}
-
-
-def curves_of(p: Predictions) -> dict[str, Any]:
-    """Confusion matrix (and ROC for binary) in the shape KFP's ClassificationMetrics logs."""
-    from sklearn.metrics import confusion_matrix, roc_curve
-
-    result: dict[str, Any] = {
-        "labels": [str(c) for c in p.classes],
-        "confusion_matrix": confusion_matrix(p.y, p.pred, labels=p.classes).tolist(),
-    }
-    if len(p.classes) == 2 and p.proba is not None:
-        fpr, tpr, thresholds = roc_curve(p.y, p.proba[:, 1], pos_label=p.classes[1])
-        keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), 200)).astype(int))
-        result["roc"] = {
-            "fpr": fpr[keep].tolist(),
-            "tpr": tpr[keep].tolist(),
-            "threshold": np.clip(thresholds[keep], 0.0, 1.0).tolist(),
-        }
-    return result
-
-
-def normalise_thresholds(thresholds: dict[str, Any], schema: TableSchema) -> dict[str, dict[str, float]]:
-    """The gate's rules; none given means "no worse than production" on the primary metric."""
-    rules: dict[str, dict[str, float]] = checked("thresholds", thresholds, task=schema.task)
-    return rules or {primary_metric(schema): {"min_absolute_change": 0.0}}
-
-
-def check_thresholds(thresholds: dict[str, Any], task: str = "auto") -> dict[str, dict[str, float]]:
-    """Metrics the task computes (any task's while it is "auto"), known rules, finite numbers."""
+    ``slices`` None: not known yet (a slice rule is then not checked against them).
+    """
     known = set(TASK_METRICS.get(task, HIGHER_IS_BETTER | LOWER_IS_BETTER))
     result: dict[str, dict[str, float]] = {}
     for metric, rules in thresholds.items():
@@ -162,7 +123,120 @@ def check_thresholds(thresholds: dict[str, Any], task: str = "auto") -> dict[str
                 f"[{bottom:g}, {top:g}]. Got {rules!r}.",
                 stage="evaluate",
             )
+        if "max_slice_drop" in result[metric]:
+            if result[metric]["max_slice_drop"] < 0:
+                raise ParameterError(
+                    f"The 'max_slice_drop' threshold of {metric!r} must be 0 or more (how much "
+                    f"worse than production a slice may be). Got {rules['max_slice_drop']!r}.",
+                    stage="evaluate")
+            if slices is not None and not slices:
+                raise ParameterError(
+                    f"The 'max_slice_drop' threshold of {metric!r} needs columns to slice by: "
+                    "give them with the 'slices' parameter (--slice COLUMN). Got none.",
+                    stage="evaluate")
     return result
+
+
+@dataclass(frozen=True)
+class Compared:
+    """Production re-scored on the comparable test rows (the rows it never trained on)."""
+
+    baseline: Baseline
+    comparison: Comparison | None = None
+    predictions: Predictions | None = None  # production's, on the comparable rows
+    comparable: np.ndarray | None = None  # mask over the test rows
+
+
+def compare(
+    registry: Registry, test: pd.DataFrame, schema: TableSchema, candidate: Predictions, *,
+    allowed_change: bool = False, interval_metrics: Sequence[str] = (), rounds: int = 0,
+    level: float = 0.95, seed: int = 0, min_rows: int = 1,
+) -> Compared | None:
+    """Re-score the production model on the test rows it never trained on (None: first run).
+
+    With ``allowed_change`` (allow_target_change) and a production model that predicts another
+    target, task or classes than ``schema``, production is not re-scored: the scores would not
+    be comparable. The baseline then says why, and the change thresholds do not apply.
+
+    Damage stops the run: a missing or corrupt production.json, a damaged manifest, a model file
+    that is missing, fails its sha256 check or cannot be unpickled (all raised by the registry).
+    Only a model that loads but cannot score these rows (other columns or classes) is a baseline
+    that "could not be scored", which fails the change checks with the reason.
+    """
+    from keel.split import rows_trained_on
+
+    alias = registry.alias()
+    if alias.version is None:
+        return None
+    version, generation = alias.version, alias.generation
+    if allowed_change:
+        from keel.validate import read_production, target_change
+
+        production = read_production(registry.store.uri, registry.model)
+        change = target_change(production, schema) if production is not None else ""
+        if change:
+            return Compared(Baseline(version=version, generation=generation, metrics=None,
+                                     not_compared=change))
+    manifest = registry.manifest(version)
+    model = registry.load_model(version)  # never caught: damage is not a gate result
+    trained, why = rows_trained_on(
+        test, manifest.split, registry, version, manifest.data.data_version,
+        [*manifest.features.features, manifest.target])
+    comparable = ~trained
+    rows = int(comparable.sum())
+    mine = candidate.take(comparable)
+    comparison = Comparison(rows=rows, excluded=len(test) - rows, reason=why,
+                            candidate=metrics_of(mine) if rows else {})
+    if rows == 0:
+        return Compared(Baseline(version=version, generation=generation, metrics={}),
+                        comparison, None, comparable)
+    lacking = [c for c in manifest.features.features if c not in test.columns]
+    if lacking:
+        return Compared(Baseline(
+            version=version, generation=generation, metrics=None,
+            error=f"this table lacks column(s) {', '.join(map(repr, lacking))} that production "
+                  f"version {version} was trained on"), comparison)
+    try:
+        theirs = predict(model, test[comparable].reset_index(drop=True), manifest.features)
+        metrics = metrics_of(theirs)
+    except Exception as exc:  # a model trained on other columns or classes: say why, don't crash
+        return Compared(Baseline(version=version, generation=generation, metrics=None,
+                                 error=f"{type(exc).__name__}: {exc}"), comparison)
+    if rounds and rows >= min_rows and interval_metrics:
+        intervals = paired_bootstrap(mine, theirs, list(interval_metrics), rounds, level, seed)
+        comparison = comparison.model_copy(update={"intervals": intervals})
+    return Compared(Baseline(version=version, generation=generation, metrics=metrics),
+                    comparison, theirs, comparable)
+
+
+def _better(metric: str, difference: float, required: float) -> bool:
+    """Whether candidate - baseline = ``difference`` meets the ``required`` improvement."""
+    return difference >= required if metric in HIGHER_IS_BETTER else -difference >= required
+
+
+def _change_check(
+    metric: str, kind: str, threshold: float, value: float, base: float, rows: int | None,
+    interval: Interval | None, bound: str,
+) -> Check:
+    """One change rule: the improvement required of candidate over baseline, on paired rows."""
+    higher = metric in HIGHER_IS_BETTER
+    gain = abs(base) * threshold if kind == "relative_change" else threshold
+    required = base + gain if higher else base - gain
+    note = None
+    if bound == "interval":
+        if interval is None:
+            passed = False
+            note = "no bootstrap interval could be computed on these rows"
+        else:
+            end = interval.low if higher else interval.high
+            passed = _better(metric, end, gain)
+            note = (f"the interval's {'lower' if higher else 'upper'} end of candidate - "
+                    f"baseline is {end:+.4g}; it must be {'at least' if higher else 'at most'} "
+                    f"{gain if higher else -gain:+.4g}")
+    else:
+        passed = _better(metric, value - base, gain)
+    return Check(metric=metric, check=kind, candidate=value, baseline=base, threshold=threshold,
+                 required=required, passed=passed, note=note, interval=interval, rows=rows)
 
 
 def decide(
@@ -171,14 +245,29 @@ def decide(
     thresholds: dict[str, dict[str, float]],
     test_rows: int,
     override_reason: str = "",
+    *,
+    comparison: Comparison | None = None,
+    slices: Sequence[SliceMetrics] = (),
+    change_bound: str = "estimate",
+    min_rows: int = 1,
+    min_slice_rows: int = 1,
+    per_class_metrics: dict[str, dict[str, float]] | None = None,
 ) -> Decision:
-    """Apply value and change thresholds; return the decision record.
+    """Apply value, change and slice thresholds; return the decision record.
 
-    ``baseline`` is the production model re-scored on the same rows (its ``metrics`` None with
-    an ``error`` when it could not be scored), or None on the first run.
+    ``baseline`` is the production model re-scored on the ``comparison`` rows (its ``metrics``
+    None with an ``error`` when it could not be scored), or None on the first run. Value
+    thresholds judge the candidate on all test rows; change and slice thresholds judge it
+    against production on the comparable rows only.
     """
     checks: list[Check] = []
     notes: list[str] = []
+    if not thresholds:
+        notes.append("no gate rules (replace_default_rule without thresholds): every candidate "
+                     "passes")
+    if comparison is not None and comparison.excluded:
+        notes.append(f"{comparison.excluded} of {test_rows} test rows left out of the comparison "
+                     f"with production: {comparison.reason}")
     for metric, rules in thresholds.items():
         value = candidate.get(metric)
         if value is None:
@@ -187,46 +276,50 @@ def decide(
                                 note=f"{metric} is not computed for this task or is undefined "
                                      "on this test split"))
             continue
-        higher = metric in HIGHER_IS_BETTER
         if "lower" in rules:
             checks.append(Check(metric=metric, check="lower", candidate=value,
                                 required=rules["lower"], passed=value >= rules["lower"]))
         if "upper" in rules:
             checks.append(Check(metric=metric, check="upper", candidate=value,
                                 required=rules["upper"], passed=value <= rules["upper"]))
-        change_rules = {k: rules[k] for k in ("min_relative_change", "min_absolute_change")
-                        if k in rules}
-        if not change_rules:
+        compared_rules = [k for k in (*CHANGE_RULES, "max_slice_drop") if k in rules]
+        if not compared_rules:
             continue
         if baseline is None:
-            notes.append(f"first run: no production model, so the change thresholds on "
-                         f"{metric} do not apply")
+            notes.append(f"first run: no production model, so the change and slice thresholds "
+                         f"on {metric} do not apply")
             continue
         if baseline.not_compared:
             notes.append(f"production version {baseline.version} was not compared "
                          f"({baseline.not_compared}; allowed by allow_target_change), so the "
-                         f"change thresholds on {metric} do not apply")
+                         f"change and slice thresholds on {metric} do not apply")
+            continue
+        rows = comparison.rows if comparison is not None else None
+        if comparison is not None and comparison.rows < min_rows:
+            checks.append(Check(
+                metric=metric, check="comparable_rows", candidate=None, required=None,
+                passed=False, rows=comparison.rows,
+                note=f"only {comparison.rows} of {test_rows} test rows can be compared with production "
+                     f"version {baseline.version} (at least {min_rows} needed, min_test_rows): "
+                     f"{comparison.reason}"))
             continue
         base = (baseline.metrics or {}).get(metric)
-        if base is None:
-            checks.append(Check(metric=metric, check="baseline", candidate=value, required=None,
-                                passed=False,
+        mine = (comparison.candidate if comparison is not None else candidate).get(metric)
+        if base is None or mine is None:
+            checks.append(Check(metric=metric, check="baseline", candidate=mine, required=None,
+                                passed=False, rows=rows,
                                 note=f"production version {baseline.version} could not be "
                                      f"scored: {baseline.error or 'metric missing'}"))
             continue
+        interval = comparison.intervals.get(metric) if comparison is not None else None
         if "min_relative_change" in rules:
-            r = rules["min_relative_change"]
-            # relative to the baseline's size, so a negative baseline (r2) still asks for better
-            required = base + abs(base) * r if higher else base - abs(base) * r
-            passed = value >= required if higher else value <= required
-            checks.append(Check(metric=metric, check="relative_change", candidate=value,
-                                baseline=base, threshold=r, required=required, passed=passed))
+            checks.append(_change_check(metric, "relative_change", rules["min_relative_change"],
+                                        mine, base, rows, interval, change_bound))
         if "min_absolute_change" in rules:
-            a = rules["min_absolute_change"]
-            required = base + a if higher else base - a
-            passed = value >= required if higher else value <= required
-            checks.append(Check(metric=metric, check="absolute_change", candidate=value,
-                                baseline=base, threshold=a, required=required, passed=passed))
+            checks.append(_change_check(metric, "absolute_change", rules["min_absolute_change"],
+                                        mine, base, rows, interval, change_bound))
+        if "max_slice_drop" in rules:
+            checks += _slice_checks(metric, rules["max_slice_drop"], slices, min_slice_rows)
     passed = all(c.passed for c in checks)
     override = None
     if override_reason.strip():
@@ -242,60 +335,47 @@ def decide(
         notes=notes,
         metrics=candidate,
         test_rows=test_rows,
+        comparison=comparison,
+        per_class=per_class_metrics or {},
+        slices=list(slices),
     )
 
 
-def score_baseline(
-    registry: Registry, test: pd.DataFrame, spec: FeatureSpec, schema: TableSchema | None = None,
-    allowed_change: bool = False,
-) -> Baseline | None:
-    """Re-score the production model on this test split (None when there never was one).
-
-    With ``allowed_change`` (allow_target_change) and a production model that predicts another
-    target, task or classes than ``schema``, production is not re-scored: the scores would not
-    be comparable. The baseline then says why, and the change thresholds do not apply.
-
-    Damage stops the run: a missing or corrupt production.json, a damaged manifest, a model file
-    that is missing, fails its sha256 check or cannot be unpickled (all raised by the registry).
-    Only a model that loads but cannot score these rows (other columns or classes) is a baseline
-    that "could not be scored", which fails the change checks with the reason.
-    """
-    alias = registry.alias()
-    if alias.version is None:
-        return None
-    if allowed_change and schema is not None:
-        from keel.validate import read_production, target_change
-
-        production = read_production(registry.store.uri, registry.model)
-        change = target_change(production, schema) if production is not None else ""
-        if change:
-            return Baseline(version=alias.version, generation=alias.generation, metrics=None,
-                            not_compared=change)
-    model = registry.load_model(alias.version)  # never caught: damage is not a gate result
-    try:
-        metrics = score(model, test, spec)
-    except Exception as exc:  # a model trained on other columns or classes: say why, don't crash
-        return Baseline(version=alias.version, generation=alias.generation, metrics=None,
-                        error=f"{type(exc).__name__}: {exc}")
-    return Baseline(version=alias.version, generation=alias.generation, metrics=metrics)
+def _slice_checks(metric: str, drop: float, slices: Sequence[SliceMetrics], min_rows: int
+                  ) -> list[Check]:
+    """No slice with enough rows may be more than ``drop`` worse than production on it."""
+    checks = []
+    higher = metric in HIGHER_IS_BETTER
+    for piece in slices:
+        mine, base = piece.candidate.get(metric), (piece.baseline or {}).get(metric)
+        if piece.rows < min_rows or mine is None or base is None:
+            continue
+        required = base - drop if higher else base + drop
+        checks.append(Check(
+            metric=metric, check="slice_drop", candidate=mine, baseline=base, threshold=drop,
+            required=required, passed=mine >= required if higher else mine <= required,
+            rows=piece.rows, slice=f"{piece.column}={piece.value}"))
+    return checks
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """What the evaluate component logs to the dashboard, and the decision record."""
+    """What the evaluate component logs to the dashboard, the decision record and the report."""
 
     metrics: dict[str, float]
-    curves: dict[str, Any] | None
+    report: EvaluationReport
     decision: Decision
 
 
 @reports_errors
 def run(
     model_path: str, test_path: str, spec_path: str, schema_path: str, store: str, model: str,
-    thresholds: dict[str, Any], override_reason: str, decision_out: str,
-    allow_target_change: bool = False,
+    thresholds: dict[str, Any], override_reason: str, decision_out: str, report_out: str, *,
+    allow_target_change: bool = False, replace_default_rule: bool = False,
+    change_bound: str = "estimate", confidence: float = 0.95, bootstrap_rounds: int = 1000,
+    slices: Sequence[str] = (), min_slice_rows: int = 30, min_test_rows: int = 20, seed: int = 0,
 ) -> Evaluation:
-    """The evaluate stage: candidate metrics, baseline re-scored, decision record written."""
+    """The evaluate stage: candidate metrics, baseline re-scored fairly, decision and report."""
     import joblib
 
     from keel.registry import Registry
@@ -303,14 +383,38 @@ def run(
 
     spec = FeatureSpec.read(spec_path, stage="evaluate")
     schema = TableSchema.read(schema_path, stage="evaluate")
-    rules = normalise_thresholds(thresholds, schema)
+    slices = checked("slices", list(slices))
+    rules = normalise_thresholds(thresholds, schema,
+                                 checked("replace_default_rule", replace_default_rule), slices)
+    rounds = checked("bootstrap_rounds", bootstrap_rounds)
+    bound = checked("change_bound", change_bound, bootstrap_rounds=rounds)
+    min_rows, seed = checked("min_test_rows", min_test_rows), checked("seed", seed)
     registry = Registry(open_store(checked("store", store)), checked("model_name", model))
     test = pd.read_parquet(test_path)
-    predictions = predict(joblib.load(model_path), test, spec)
+    candidate_model = joblib.load(model_path)
+    predictions = predict(candidate_model, test, spec)
     metrics = metrics_of(predictions)
-    baseline = score_baseline(registry, test, spec, schema,
-                              checked("allow_target_change", allow_target_change))
-    decision = decide(metrics, baseline, rules, len(test), checked("override_reason", override_reason))
+    compared = compare(
+        registry, test, schema, predictions,
+        allowed_change=checked("allow_target_change", allow_target_change),
+        interval_metrics=[m for m, r in rules.items() if set(r) & set(CHANGE_RULES)],
+        rounds=rounds, level=checked("confidence", confidence), seed=seed, min_rows=min_rows)
+    gated = list(rules) or [primary_metric(schema)]
+    if compared is not None and compared.comparable is not None:
+        mask = compared.comparable
+        pieces = slice_metrics(test[mask].reset_index(drop=True), predictions.take(mask),
+                               compared.predictions, slices, gated)
+    else:
+        pieces = slice_metrics(test, predictions, None, slices, gated)
+    decision = decide(
+        metrics, compared.baseline if compared else None, rules, len(test),
+        checked("override_reason", override_reason),
+        comparison=compared.comparison if compared else None, slices=pieces,
+        change_bound=bound, min_rows=min_rows,
+        min_slice_rows=checked("min_slice_rows", min_slice_rows),
+        per_class_metrics=per_class(predictions))
     decision.write(decision_out)
-    curves = curves_of(predictions) if predictions.proba is not None else None
-    return Evaluation(metrics=metrics, curves=curves, decision=decision)
+    report = evaluation_report(candidate_model, test, spec, predictions, primary_metric(schema),
+                               seed)
+    report.write(report_out)
+    return Evaluation(metrics=metrics, report=report, decision=decision)

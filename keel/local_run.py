@@ -43,11 +43,15 @@ from typing import IO, Any
 
 from keel.contracts import Promotion
 from keel.errors import ERROR_FILE_ENV, Interrupted, KeelError, from_report, printable
+from keel.tune import TRIAL_THREADS_ENV
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = re.compile(r"Executing task '([^']+)'")
 _FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 
+#: kfp.local runs two trials of a search at once: each gets half the cores, since two OpenMP
+#: pools that each take every core slow each other down many times over.
+LOCAL_TRIAL_THREADS = max(1, (os.cpu_count() or 2) // 2)
 STOP_GRACE = 5.0  # seconds a stage has to unwind after SIGINT before its process group is killed
 POLL = 0.2  # seconds the main thread waits at most before it runs a pending signal handler
 _STAGES: set[subprocess.Popen[str]] = set()  # the stage processes running now
@@ -148,7 +152,8 @@ def _run_stage(full_command: list[str], env_vars: dict[str, str] | None = None, 
     Same contract as kfp 2.17.3's: the stage's output is printed line by line (into the run log),
     and its exit status is returned.
     """
-    env = {**os.environ, **(env_vars or {}), "TMPDIR": tmp, "TMP": tmp, "TEMP": tmp}
+    env = {**os.environ, **(env_vars or {}), "TMPDIR": tmp, "TMP": tmp, "TEMP": tmp,
+           TRIAL_THREADS_ENV: str(LOCAL_TRIAL_THREADS)}
     process: subprocess.Popen[str] | None = None
     reader: threading.Thread | None = None
     try:

@@ -1,8 +1,9 @@
-"""``keel models``: list, show and roll back the versions of a model in a store.
+"""``keel models``: list, show, diff, roll back and promote the versions of a model in a store.
 
-``list`` and ``show`` read every file of the versions they report and check it against its sha256,
-so a damaged version is marked as such, never shown as healthy. Anything damaged that a command
-needs (production.json, an event, the manifest shown) is one ``keel: error:`` line naming it.
+``list``, ``show`` and ``diff`` read every file of the versions they report and check it against
+its sha256, so a damaged version is marked as such, never shown as healthy. Anything damaged that a
+command needs (production.json, an event, the manifest shown) is one ``keel: error:`` line naming
+it. ``rollback`` and ``promote`` move production by compare-and-swap and log the event.
 """
 
 from __future__ import annotations
@@ -57,9 +58,23 @@ def damage_json(check: VersionCheck) -> dict[str, Any]:
     return {"damaged": check.damaged, "damage": [d.to_dict() for d in check.damage]}
 
 
-@click.group()
-def models() -> None:
-    """List, show and roll back registered model versions."""
+def production_origin(registry: Registry, production: int | None) -> dict[str, Any] | None:
+    """How production got where it is, from production.json (written with the move's event).
+
+    ``{action, reason, at, by}``: ``action`` is ``promote`` (a run's gate), ``rollback``,
+    ``restore`` or ``override`` (``keel models promote``).
+    """
+    doc = registry.alias().doc if production is not None else None
+    if doc is None:
+        return None
+    return {"action": doc.get("action"), "reason": doc.get("reason"),
+            "at": doc.get("updated_at"), "by": doc.get("by") or None}
+
+
+# Typed explicitly: keel.cli imports this group while this module imports keel.cli's helpers,
+# and mypy cannot infer a decorated function's type across that cycle.
+models: click.Group = click.Group(
+    "models", help="List, show, compare, roll back and promote registered model versions.")
 
 
 @models.command("list")
@@ -72,19 +87,26 @@ def list_versions(store: str, model_name: str | None, as_json: bool, debug: bool
 
     Every file of every version is read and checked against its sha256.
     """
-    from keel.registry import repair_hint
+    from keel.registry import OVERRIDE, repair_hint
+    from keel.version_diff import decision_status
 
     registry = open_registry(store, model_name)
     production = registry.alias().version
+    origin = production_origin(registry, production)
     rows: list[dict[str, Any]] = []
     for version in registry.versions():
         check = registry.verify(version)
         manifest = check.manifest
+        decision = manifest.decision if manifest else None
         rows.append({
             "version": version,
             "production": version == production,
+            # how production came to this version (action "override": `keel models promote`)
+            "production_origin": origin if version == production else None,
             "registered_at": manifest.registered_at if manifest else None,
-            "passed_gate": manifest.decision.passed if manifest else None,
+            "passed_gate": decision.passed if decision else None,
+            "decision": decision_status(decision) if decision else None,
+            "override": decision.override.to_dict() if decision and decision.override else None,
             "data_version": manifest.data.data_version if manifest else None,
             "metrics": manifest.metrics if manifest else {},
             **damage_json(check),
@@ -98,11 +120,17 @@ def list_versions(store: str, model_name: str | None, as_json: bool, debug: bool
         if row["registered_at"] is None:
             say(f"{mark} v{row['version']:<4} DAMAGED   manifest unreadable")
         else:
-            gate = "passed" if row["passed_gate"] else "rejected"
             metrics = "  ".join(f"{k} {fmt(v)}" for k, v in row["metrics"].items())
             state = "DAMAGED  " if row["damaged"] else ""
-            say(f"{mark} v{row['version']:<4} {state}{row['registered_at']}  {gate:<8}  "
-                       f"data {row['data_version'][:12]}  {metrics}")
+            say(f"{mark} v{row['version']:<4} {state}{row['registered_at']}  "
+                f"{row['decision']:<8}  data {row['data_version'][:12]}  {metrics}")
+        if row["override"] is not None:
+            say(f"        override at run time: {row['override']['reason']}")
+        if row["production_origin"] and row["production_origin"]["action"] == OVERRIDE:
+            came = row["production_origin"]
+            by = f" by {came['by']}" if came["by"] else ""
+            say(f"        production by manual override (keel models promote) at {came['at']}"
+                f"{by}: {came['reason']}")
         for damage in row["damage"]:
             say(f"        damaged: {damage['problem']}")
     if not rows:
@@ -185,3 +213,227 @@ def rollback(store: str, model_name: str | None, to: int | None, reason: str, fo
     if event.get("forced"):
         message += f" Forced: {'; '.join(event['forced_because'])}. Reason: {event['reason']}"
     say(message)
+
+
+# -- diff ----------------------------------------------------------------------------------------
+LABEL_WIDTH = 22
+VALUE_WIDTH = 38  # column A; a longer value keeps its start and end (JSON has it whole)
+
+
+def clip(text: str, width: int = VALUE_WIDTH) -> str:
+    """``text`` in at most ``width`` characters, its middle replaced by ``...`` if need be."""
+    if len(text) <= width:
+        return text
+    keep = width - 3
+    return text[: keep - keep // 3] + "..." + text[len(text) - keep // 3:]
+
+
+def _names(added: list[str], removed: list[str]) -> str:
+    return " ".join([f"+{n}" for n in added] + [f"-{n}" for n in removed])
+
+
+def diff_rows(diff: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The side-by-side table of ``keel models diff``: (label, A, B, note); A empty B: a heading."""
+    from keel.version_diff import describe_split, searched, spelled, spelled_value
+
+    rows: list[tuple[str, str, str, str]] = []
+
+    def row(label: str, pair: dict[str, Any], show: Any = str, note: str = "") -> None:
+        rows.append((label, show(pair["a"]), show(pair["b"]), note))
+
+    def heading(label: str, note: str = "") -> None:
+        rows.append((label, "", "", note))
+
+    def count(names: list[str]) -> str:
+        return f"{len(names)}"
+
+    data = diff["data"]
+    row("registered", {"a": diff["a"]["registered_at"], "b": diff["b"]["registered_at"]})
+    heading("data")
+    row("  data version", data["data_version"], lambda v: v[:12])
+    row("  rows", data["rows"])
+    row("  rows used", data["rows_used"])
+    row("  source", data["source"])
+    row("  format", data["format"])
+    if data["columns_added"] or data["columns_removed"]:
+        rows.append(("  columns", "", "", _names(data["columns_added"], data["columns_removed"])))
+    row("target", diff["target"])
+    row("task", diff["task"])
+    split = diff["split"]
+    rows.append(("split", describe_split(_rule(split["a"])), describe_split(_rule(split["b"])), ""))
+    heading("training")
+    row("  estimator", diff["estimator"])
+    row("  class", diff["estimator_class"])
+    row("  encoding", diff["encoding"])
+    row("  params set", diff["hyperparameters"], spelled)
+    row("  train rows", diff["train_rows"])
+    row("  search", diff["search"], searched)
+    if diff["estimator_class"]["changed"]:
+        heading("  params", "different estimators: not compared one by one")
+    for name, pair in diff["params_changed"].items():
+        rows.append((f"  {name}", spelled_value(pair["a"]), spelled_value(pair["b"]), "changed"))
+    if diff["estimator_class"]["changed"] is False and not diff["params_changed"]:
+        heading("  params", "every effective parameter is the same")
+    features = diff["features"]
+    heading("features")
+    row("  numeric", features["numeric"], count,
+        _names(features["numeric_added"], features["numeric_removed"]))
+    row("  categorical", features["categorical"], count,
+        _names(features["categorical_added"], features["categorical_removed"]))
+    row("  excluded", diff["excluded_columns"], lambda d: str(len(d)))
+    heading("metrics", "B-A, each on its own test split")
+    for name, metric in diff["metrics"].items():
+        rows.append((f"  {name}", fmt(metric["a"]) if metric["a"] is not None else "-",
+                     fmt(metric["b"]) if metric["b"] is not None else "-",
+                     _change(metric["change"])))
+    same = diff["same_rows"]
+    if same is not None:
+        heading("same rows", f"B-A, both on {same['rows']} test rows of version "
+                             f"{same['scored_by']}'s gate")
+        for name in same["b"]:
+            old, new = same["a"].get(name), same["b"][name]
+            rows.append((f"  {name}", fmt(old) if old is not None else "-", fmt(new),
+                         _change(None if old is None else new - old)))
+    decision = diff["decision"]
+    row("decision", {"a": decision["a"]["status"], "b": decision["b"]["status"]})
+    row("baseline", diff["baseline"], lambda v: "none" if v is None else f"version {v}")
+    row("keel", diff["keel"])
+    row("git commit", diff["git_commit"], lambda v: v[:12] or "unknown")
+    row("python", diff["python"])
+    row("scikit-learn", diff["scikit_learn"])
+    heading("images")
+    for stage, pair in diff["images"].items():
+        row(f"  {stage}", pair, lambda v: "-" if v is None else v)
+    row("run id", diff["run_id"])
+    return rows
+
+
+def _rule(doc: dict[str, Any] | None) -> Any:
+    from keel.contracts import SplitRule
+
+    return None if doc is None else SplitRule.from_dict(doc)
+
+
+def _change(change: float | None) -> str:
+    if change is None:
+        return ""
+    return "same" if change == 0 else f"{change:+.4f}"
+
+
+def render_diff(diff: dict[str, Any], checks: tuple[VersionCheck, VersionCheck], store: str,
+                production: int | None) -> None:
+    """The human form of ``keel models diff``: what changed, then the table, then damage."""
+    a, b = diff["a"]["version"], diff["b"]["version"]
+
+    def name(version: int) -> str:
+        return f"version {version}" + (" (production)" if version == production else "")
+
+    say(f"Model {diff['model']!r} in {store}: {name(a)} {'and' if a == b else '->'} {name(b)}")
+    say("What changed:")
+    if diff["same_version"]:
+        say(f"  nothing: both are version {a}")
+    for change in diff["changes"]:
+        say(f"  {change}")
+    if not diff["changes"] and not diff["same_version"]:
+        say("  nothing that the manifests record")
+    say("")
+    table = diff_rows(diff)
+    width = max(len(text) for row in table for text in (row[1], row[2]))
+    width = min(max(width, len(name(a)), len(name(b))), VALUE_WIDTH)
+    say(f"{'':<{LABEL_WIDTH}}{clip(name(a)):<{width}}  {name(b)}")
+    for label, old, new, note in table:
+        line = f"{label:<{LABEL_WIDTH}}{clip(old, width):<{width}}  "
+        if note:  # in its own column: B is kept to the width of A
+            line = f"{line}{clip(new, width):<{width}}  {note}"
+        else:
+            line += new
+        say(line.rstrip())
+    if diff["same_rows"] is not None and diff["same_rows"]["caveat"]:
+        say(f"note: {diff['same_rows']['caveat']}")
+    for version, side in ((a, "a"), (b, "b")):
+        summary = diff["decision"][side]
+        say(f"decision of version {version}: {summary['status']}")
+        for reason in summary["reasons"]:
+            say(f"  {reason}")
+        for note in summary["notes"]:
+            say(f"  note: {note}")
+        if a == b:
+            break
+    for check in checks[: 1 if a == b else 2]:
+        if check.damaged:
+            say(f"DAMAGED: version {check.version} of {diff['model']!r} does not match what was "
+                "registered; it will not be loaded, promoted or rolled back to.")
+            for damage in check.damage:
+                say(f"  {damage.problem}")
+
+
+@models.command("diff")
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+@store_option
+@model_option
+@json_option
+@debug_option()
+def diff(a: str, b: str, store: str, model_name: str | None, as_json: bool, debug: bool) -> None:
+    """Compare two versions: what changed from A to B.
+
+    A and B are version numbers, or 'production'. Data, split rule, estimator and parameters,
+    features, metrics (B-A), decisions, baseline, code and images, side by side. Every file of
+    both versions is checked against its sha256.
+    """
+    from keel.registry import DamagedVersion
+    from keel.version_diff import diff_manifests
+
+    registry = open_registry(store, model_name)
+    production = registry.alias().version
+    versions = [registry.resolve(a), registry.resolve(b)]
+    checks = tuple(registry.verify(v) for v in versions)  # unknown: an error listing versions
+    for check in checks:
+        if check.manifest is None:  # the problem names the manifest and how to repair it
+            raise DamagedVersion(check.damage[0].problem)
+    first, second = (c.manifest for c in checks)
+    assert first is not None and second is not None
+    result = diff_manifests(first, second)
+    for side, check in zip(("a", "b"), checks, strict=True):
+        result[side].update(production=check.version == production, **damage_json(check))
+    if as_json:
+        echo_json({**result, "store": registry.store.uri, "production_version": production})
+        return
+    render_diff(result, (checks[0], checks[1]), registry.store.uri, production)
+
+
+# -- promote -------------------------------------------------------------------------------------
+@models.command("promote")
+@store_option
+@model_option
+@click.option("--version", type=int, required=True, help="Version to put in production.")
+@click.option("--reason", default=None,
+              help="Why production is overridden (required), recorded in the event log.")
+@json_option
+@debug_option()
+def promote(store: str, model_name: str | None, version: int, reason: str | None, as_json: bool,
+            debug: bool) -> None:
+    """Put a version in production by hand, whatever its gate said: a recorded override.
+
+    The event log records the action "override", the reason, who and when. Never moves
+    production to a damaged version.
+    """
+    registry = open_registry(store, model_name)
+    event = registry.promote_manually(version, reason)
+    if event is None:
+        if as_json:
+            echo_json({"model": registry.model, "moved": False, "production_version": version})
+            return
+        say(f"Model {registry.model!r}: version {version} is already in production; nothing "
+            "was moved.")
+        return
+    if as_json:
+        echo_json({"model": registry.model, "moved": True, "production_version": event["to"],
+                   **event})
+        return
+    moved = (f"from version {event['from']} to version {event['to']}" if event["from"] is not None
+             else f"to version {event['to']}")
+    message = f"Model {registry.model!r}: production moved {moved} by manual override."
+    if event.get("forced"):
+        message += f" Overrode: {'; '.join(event['forced_because'])}."
+    say(f"{message} Reason: {event['reason']}")

@@ -1,4 +1,8 @@
-"""Preprocess: the seeded train/test split and the feature transformer spec.
+"""Preprocess: the holdout, the feature transformer spec and the search plan.
+
+The holdout is stable across runs (:mod:`keel.split`): a row's side depends on its values, not on
+the seed. The search plan is the list of parameter sets train's ``ParallelFor`` fans out over
+(one set, the given parameters, when no search was asked for).
 
 The spec is data (column lists and an encoding), turned into an unfitted scikit-learn
 ``ColumnTransformer`` by :func:`build_transformer`; train fits it inside the model's ``Pipeline``,
@@ -8,40 +12,22 @@ so KServe's scikit-learn runtime can load it without Keel installed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from keel.contracts import FeatureSpec, SplitResult, TableSchema
-from keel.errors import DataValidationError, reports_errors
+from keel.errors import reports_errors
 from keel.estimators import Estimator
-from keel.settings import checked
+from keel.settings import DEFAULTS, checked
+from keel.split import apply, make_rule
 
 # Categories seen fewer times than this in training are grouped as "infrequent".
 MIN_CATEGORY_COUNT = 5
 MAX_ONEHOT_CATEGORIES = 30
 MAX_ORDINAL_CATEGORIES = 250  # HistGradientBoosting bins categories into at most 255 bins
-
-
-def split(
-    frame: pd.DataFrame, schema: TableSchema, test_size: float, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Seeded split; stratified by the target for classification."""
-    from sklearn.model_selection import train_test_split
-
-    test_size, seed = checked("test_size", test_size), checked("seed", seed)
-    stratify = frame[schema.target] if schema.task == "classification" else None
-    try:
-        train, test = train_test_split(
-            frame, test_size=test_size, random_state=seed, stratify=stratify
-        )
-    except ValueError as exc:
-        raise DataValidationError(
-            f"Cannot split {len(frame)} rows with test_size={test_size}: {exc}",
-            stage="preprocess",
-        ) from None
-    return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
 def feature_spec(schema: TableSchema, encoding: str = "auto") -> FeatureSpec:
@@ -119,14 +105,32 @@ def build_transformer(spec: FeatureSpec, encoding: str, estimator: Estimator) ->
 
 @reports_errors
 def run(
-    dataset_path: str, schema_path: str, test_size: float, seed: int, encoding: str,
-    train_out: str, test_out: str, spec_out: str,
-) -> SplitResult:
-    """The preprocess stage: train/test Parquet files and the feature spec."""
+    dataset_path: str, schema_path: str, test_size: float, encoding: str,
+    train_out: str, test_out: str, spec_out: str, split_out: str, *,
+    split_key: Sequence[str] = (), split_time_column: str = "", split_salt: str = "keel",
+    estimator: str = DEFAULTS["estimator"], params: str = "{}",
+    grid: str = "{}", search_random: int = 0, seed: int = 0,
+) -> list[str]:
+    """The preprocess stage: train/test Parquet files, feature spec, split record; the trials."""
+    from keel.search import plan
+
     schema = TableSchema.read(schema_path, stage="preprocess")
     spec = feature_spec(schema, encoding)
-    train, test = split(pd.read_parquet(dataset_path), schema, test_size, seed)
+    others = {"estimator": estimator, "task": schema.task, "params": params,
+              "search_random": search_random}
+    base_params = checked("params", params, **others)
+    space = checked("grid", grid, **others)
+    trials = plan(checked("estimator", estimator), schema.task, base_params, space,
+                  checked("search_random", search_random, grid=grid, **others),
+                  checked("seed", seed))
+    frame = pd.read_parquet(dataset_path)
+    rule = make_rule(frame, schema, checked("test_size", test_size),
+                     checked("split_key", list(split_key)),
+                     checked("split_time_column", split_time_column),
+                     checked("split_salt", split_salt))
+    train, test = apply(frame, schema, rule)
     train.to_parquet(train_out, index=False, compression="zstd")
     test.to_parquet(test_out, index=False, compression="zstd")
     spec.write(spec_out)
-    return SplitResult(train_rows=len(train), test_rows=len(test))
+    SplitResult(train_rows=len(train), test_rows=len(test), rule=rule).write(split_out)
+    return trials

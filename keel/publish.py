@@ -19,10 +19,12 @@ from keel.contracts import (
     DataLineage,
     Decision,
     Environment,
+    EvaluationReport,
     FeatureSpec,
     IngestResult,
     Lineage,
     Publication,
+    SplitResult,
     TableSchema,
     TrainRecord,
 )
@@ -33,6 +35,7 @@ from keel.settings import checked
 from keel.stages import STAGE_NAMES
 from keel.storage import open_store
 
+MODEL_CARD_FILE = "model_card.html"
 GIT_COMMIT_ENV = "KEEL_GIT_COMMIT"  # baked into the images at build time
 IN_IMAGE_ENV = "KEEL_IMAGE"  # set by each stage image to its own reference
 
@@ -81,13 +84,18 @@ def environment() -> Environment:
 def run(
     store: str, model: str, model_path: str, snapshot_path: str, schema_path: str,
     spec_path: str, train_record_path: str, decision_path: str, ingest_json: str, run_id: str,
+    *, split_path: str, report_path: str, card_out: str,
 ) -> Publication:
-    """The publish stage: store the data snapshot, then the version's files and manifest."""
+    """The publish stage: store the data snapshot, then the version's files, card and manifest."""
+    from keel.model_card import render_model_card
+
     ingested = IngestResult.from_json(ingest_json, origin="the ingest output", stage="publish")
     schema = TableSchema.read(schema_path, stage="publish")
     spec = FeatureSpec.read(spec_path, stage="publish")
     record = TrainRecord.read(train_record_path, stage="publish")
     decision = Decision.read(decision_path, stage="publish")
+    split = SplitResult.read(split_path, stage="publish")
+    report = EvaluationReport.read(report_path, stage="publish")
     registry = Registry(open_store(checked("store", store)), checked("model_name", model))
     snapshot = registry.store_snapshot(snapshot_path, ingested.data_version)
     lineage = Lineage(
@@ -101,6 +109,7 @@ def run(
         features=spec,
         excluded_columns=schema.excluded,
         training=record,
+        split=split.rule,
         hyperparameters=record.params,
         metrics=decision.metrics,
         baseline=decision.baseline,
@@ -108,8 +117,13 @@ def run(
         environment=environment(),
         run_id=run_id,
     )
+
+    def card(version: int) -> dict[str, str | os.PathLike[str]]:
+        Path(card_out).write_text(render_model_card(lineage, report, model=registry.model,
+                                                    version=version))
+        return {MODEL_CARD_FILE: card_out}
+
     manifest = registry.publish(
         {MODEL_FILE: model_path, "schema.json": schema_path, "feature_spec.json": spec_path},
-        lineage,
-    )
+        lineage, numbered=card)
     return Publication(model=registry.model, store=registry.store.uri, version=manifest.version)

@@ -12,19 +12,28 @@
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import os
 import re
 import shlex
+import socket
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from keel.contracts import SCHEMA_VERSION, ContractError, FileDigest, Lineage, Manifest
+from keel.contracts import (
+    SCHEMA_VERSION,
+    ContractError,
+    Decision,
+    FileDigest,
+    Lineage,
+    Manifest,
+)
 from keel.errors import IntegrityError, KeelError, ParameterError, RegistryConflict, RegistryError
 from keel.storage import DamagedObject, ObjectNotFound, Store
 
@@ -32,7 +41,9 @@ MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 PRODUCTION = "production"
 MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"
-ROLLBACK, RESTORE = "rollback", "restore"  # event actions; promote.py writes "promote"
+# Event actions: promote.py writes "promote"; `keel models rollback` writes "rollback" (or
+# "restore" when production.json was missing); `keel models promote` writes "override".
+ROLLBACK, RESTORE, OVERRIDE = "rollback", "restore", "override"
 RESTORE_FROM_BACKUP = "restore it from a backup (or your bucket's object versions)"
 
 
@@ -48,6 +59,15 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def who() -> str:
+    """``user@host`` of the person running a command, for the events of manual moves."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
 
 
 def check_model_name(name: str, stage: str | None = None) -> str:
@@ -359,14 +379,23 @@ class Registry:
                     "rollback --to N --reason TEXT`."
                 ) from exc
 
+    def file_url(self, version: int, name: str) -> str:
+        """The URI of one file of a version (for people: the model card, the manifest)."""
+        return self.store.url(self._version_key(version, name))
+
     # -- writing ---------------------------------------------------------------------------
+    @staticmethod
+    def snapshot_key(data_version: str) -> str:
+        """Where the snapshot of a data version is kept, beside the registry (shared by models)."""
+        return f"data/{data_version}/snapshot.parquet"
+
     def store_snapshot(self, snapshot_path: str | os.PathLike[str], data_version: str) -> str:
         """Keep the data a version was trained on, content-addressed (written once, then reused).
 
         Snapshots sit beside the registry (``data/<data version>/``), shared by every model
         trained on the same rows; returns the snapshot's URI for the manifest.
         """
-        key = f"data/{data_version}/snapshot.parquet"
+        key = self.snapshot_key(data_version)
         if not self.store.exists(key):
             try:
                 self.store.create_from_file(key, snapshot_path)
@@ -374,10 +403,15 @@ class Registry:
                 pass  # the same content was stored by a concurrent run
         return self.store.url(key)
 
-    def publish(self, files: dict[str, str | os.PathLike[str]], lineage: Lineage) -> Manifest:
+    def publish(
+        self, files: dict[str, str | os.PathLike[str]], lineage: Lineage,
+        numbered: Callable[[int], dict[str, str | os.PathLike[str]]] | None = None,
+    ) -> Manifest:
         """Register a new immutable version: claim a number, upload files, write the manifest.
 
         ``files`` maps file names to local paths; the first one claims the number.
+        ``numbered(version)`` makes more files once the number is known (the model card shows
+        it); they are uploaded and hashed like the others, before the manifest.
         """
         hashes = {name: FileDigest(sha256=sha256_file(path)) for name, path in files.items()}
         # Made (and so checked) before a number is claimed: a bad record costs no version.
@@ -394,9 +428,13 @@ class Registry:
             break
         else:
             raise RegistryConflict(f"Could not claim a version number for {self.model!r}.")
-        for name in names[1:]:
-            self.store.create_from_file(self._version_key(version, name), files[name])
-        manifest = draft.model_copy(update={"version": version, "registered_at": now()})
+        late = numbered(version) if numbered is not None else {}
+        for name in [*names[1:], *late]:
+            self.store.create_from_file(self._version_key(version, name),
+                                        files[name] if name in files else late[name])
+        hashes.update({name: FileDigest(sha256=sha256_file(path)) for name, path in late.items()})
+        manifest = draft.model_copy(update={"version": version, "registered_at": now(),
+                                            "files": hashes})
         self.store.create(self._version_key(version, MANIFEST_FILE),
                           (manifest.model_dump_json(indent=2) + "\n").encode())
         return manifest
@@ -433,23 +471,37 @@ class Registry:
                           action=action, reason=reason, run_id=run_id, name=name, forced=forced)
 
     def _move(self, version: int, current: Alias, *, expected_generation: int, action: str,
-              reason: str, run_id: str, name: str, forced: Sequence[str]) -> dict[str, Any]:
-        """Swap the alias document and log the event (the version is already verified)."""
+              reason: str, run_id: str, name: str, forced: Sequence[str], by: str = ""
+              ) -> dict[str, Any]:
+        """Swap the alias document and log the event (the version is already verified).
+
+        ``by`` (``user@host``) names who moved it by hand; a run is named by ``run_id``.
+        """
         key = self._alias_key(name)
-        doc = {"version": version, "reason": reason, "action": action, "updated_at": now(),
-               "run_id": run_id, "forced": bool(forced)}
+        doc: dict[str, Any] = {"version": version, "reason": reason, "action": action,
+                               "updated_at": now(), "run_id": run_id, "forced": bool(forced)}
+        if by:
+            doc["by"] = by
         try:
             self.store.swap_document(key, doc, expected_generation)
         except RegistryConflict:
             latest = self._read_alias(name)
+            moved = (f"The {name!r} alias of {self.model!r} was moved by another run (it now "
+                     f"points at version {latest.version})")
+            if by:  # a command run by hand: nothing was registered
+                raise RegistryConflict(
+                    f"{moved} after this command read it, so it was not moved to version "
+                    f"{version}. Check `keel models list`, then run the command again if you "
+                    "still want it.") from None
             raise RegistryConflict(
-                f"The {name!r} alias of {self.model!r} was moved by another run (it now points at "
-                f"version {latest.version}) after this run read it; version {version} was "
-                "registered but not promoted. Run again to compare against the new production model."
+                f"{moved} after this run read it; version {version} was registered but not "
+                "promoted. Run again to compare against the new production model."
             ) from None
         event: dict[str, Any] = {
             "action": action, "alias": name, "from": current.version, "to": version,
             "reason": reason, "run_id": run_id, "at": doc["updated_at"], "forced": bool(forced)}
+        if by:
+            event["by"] = by
         if forced:
             event["forced_because"] = list(forced)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -484,7 +536,7 @@ class Registry:
         decision = check.manifest.decision if check.manifest else None  # None: refused above
         needs_force = []
         if decision is not None and not decision.passed:
-            failed = ", ".join(f"{c.metric} {c.check}" for c in decision.checks if not c.passed)
+            failed = ", ".join(_failed(decision))
             needs_force.append(f"version {to} was rejected by its evaluation gate ({failed})")
         if reference is not None and to > reference:
             what = ("production version" if current.version is not None else
@@ -507,7 +559,53 @@ class Registry:
             run_id="",
             name=PRODUCTION,
             forced=needs_force,
+            by=who(),
         )
+
+    def promote_manually(self, version: int, reason: str | None) -> dict[str, Any] | None:
+        """Move production to ``version`` by hand, whatever its gate decided: a recorded override.
+
+        ``reason`` is required. The alias moves by compare-and-swap like every move, never to a
+        damaged version; the event (action ``override``) records the reason, who and when, and
+        in ``forced_because`` the gate rejection it overrode, if any. Returns None, moving
+        nothing, when ``version`` is already in production. A missing production.json whose
+        moves are in the event log is a :class:`MissingAlias` error (``rollback --to`` restores it).
+        """
+        text = (reason or "").strip()
+        if not text:
+            got = "no --reason" if reason is None else f"--reason {reason!r}"
+            raise RegistryError(
+                f"A manual promotion needs --reason TEXT saying why production is overridden (the "
+                f"event log records it); got {got}.")
+        current = self.alias()
+        if current.version == version:
+            return None
+        check = self.verify(version)  # an unknown version is an UnknownVersion error
+        self.refuse_damaged(check)
+        decision = check.manifest.decision if check.manifest else None  # None: refused above
+        overridden = []
+        if decision is not None and not decision.passed:
+            overridden.append(f"version {version} was rejected by its evaluation gate "
+                              f"({', '.join(_failed(decision))})")
+        return self._move(version, current, expected_generation=current.generation,
+                          action=OVERRIDE, reason=text, run_id="", name=PRODUCTION,
+                          forced=overridden, by=who())
+
+    def resolve(self, version: int | str) -> int:
+        """A version number, or ``production`` for the version production points at now."""
+        if version == PRODUCTION:
+            current = self.alias().version
+            if current is None:
+                known = ", ".join(map(str, self.versions())) or "none"
+                raise RegistryError(f"Model {self.model!r} has no production version; name a "
+                                    f"version number instead (versions: {known}).")
+            return current
+        if isinstance(version, int):
+            return version
+        if not version.strip().lstrip("-").isdigit():
+            raise ParameterError(f"A version must be a number or {PRODUCTION!r}; got {version!r}.",
+                                 stage="registry")
+        return int(version)
 
     def _previous_production(self, version: int) -> int:
         """The newest version before ``version`` that was in production and not rolled back from."""
@@ -531,3 +629,8 @@ class Registry:
 
 def _is_version(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _failed(decision: Decision) -> list[str]:
+    """``metric check`` of every check a decision failed."""
+    return [f"{c.metric} {c.check}" for c in decision.checks if not c.passed]

@@ -162,7 +162,50 @@ def _thresholds(setting: Setting, value: Any, values: Mapping[str, Any]) -> dict
 
     if not isinstance(value, dict):
         raise setting.fail("a mapping of metric to rules", value)
-    return check_thresholds(value, values.get("task", "auto"))
+    return check_thresholds(value, values.get("task", "auto"), values.get("slices"))
+
+
+def _columns(setting: Setting, value: Any, values: Mapping[str, Any]) -> list[str]:
+    if not isinstance(value, list | tuple) or not all(
+            isinstance(c, str) and c.strip() for c in value):
+        raise setting.fail("a list of column names", value)
+    if len(set(value)) != len(value):
+        raise setting.fail("a list of distinct column names", value)
+    return list(value)
+
+
+def _column(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
+    if not isinstance(value, str) or (value and not value.strip()):
+        raise setting.fail("a column name, or empty for none", value)
+    return value
+
+
+def _grid(setting: Setting, value: Any, values: Mapping[str, Any]) -> dict[str, list[Any]]:
+    from keel.search import check_grid
+
+    estimator = _estimator(SETTINGS["estimator"], values.get("estimator", DEFAULTS["estimator"]),
+                           values)
+    params = _params(SETTINGS["params"], values.get("params", "{}"), values)
+    return check_grid(value, estimator, values.get("task", "auto"), params,
+                      search_random=values.get("search_random", 0))
+
+
+def _search_random(setting: Setting, value: Any, values: Mapping[str, Any]) -> int:
+    from keel.search import check_search_random
+
+    estimator = _estimator(SETTINGS["estimator"], values.get("estimator", DEFAULTS["estimator"]),
+                           values)
+    grid = _grid(SETTINGS["grid"], values.get("grid", "{}"), {**values, "search_random": value})
+    params = _params(SETTINGS["params"], values.get("params", "{}"), values)
+    return check_search_random(value, grid, estimator, values.get("task", "auto"), params=params)
+
+
+def _change_bound(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
+    bound = _choice(setting, value, values)
+    if bound == "interval" and values.get("bootstrap_rounds", DEFAULTS["bootstrap_rounds"]) == 0:
+        raise setting.fail("'estimate' when bootstrap_rounds is 0 (no intervals are computed)",
+                           value)
+    return bound
 
 
 def _source_format(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
@@ -237,10 +280,21 @@ def thresholds_from_cli(items: tuple[str, ...]) -> dict[str, dict[str, float]]:
     return result
 
 
+def columns_from_cli(items: tuple[str, ...]) -> list[str]:
+    """``("customer_id", "region")`` -> the pipeline's list form."""
+    return list(items)
+
+
 def default_model_name(source: str) -> str:
     """``data/credit.csv`` -> ``credit``."""
     stem = source.rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0].lower()
     return re.sub(r"[^a-z0-9._-]+", "-", stem).strip("-._") or "model"
+
+
+def _grid_from_cli(items: tuple[str, ...]) -> str:
+    from keel.search import grid_from_cli
+
+    return json.dumps(grid_from_cli(items))
 
 
 # -- the table --------------------------------------------------------------------------------
@@ -274,18 +328,21 @@ def _table() -> dict[str, Setting]:
         Setting("test_size", float, stage="preprocess", default=0.2, check=_fraction,
                 help="Fraction of rows held out to evaluate the candidate and production."),
         Setting("seed", int, stage="preprocess", default=0, check=_seed,
-                help="Seed of the split and the estimator: same data and seed, same model."),
+                help="Seed of the estimator, the search and the bootstrap: same data and seed, same "
+                     "model. The holdout does not depend on it (see split_salt)."),
         Setting("encoding", str, stage="preprocess", default="auto",
                 choices=("auto", "onehot", "ordinal"), check=_choice,
                 help="Categorical encoding; auto is the estimator's preferred one (one-hot for "
                      "linear, ordinal for trees)."),
         Setting("thresholds", dict, stage="evaluate", default={}, check=_thresholds,
                 help='Gate per metric, e.g. {"roc_auc": {"lower": 0.7, "min_absolute_change": '
-                     '0}}; empty means "no worse than production" on the primary metric.',
+                     '0}}; rules: lower, upper, min_relative_change, min_absolute_change, '
+                     'max_slice_drop. They add to the default rule "no worse than production '
+                     'on the primary metric" (see replace_default_rule).',
                 flag="--threshold", from_cli=thresholds_from_cli, metavar="METRIC.RULE=NUMBER",
-                cli_help="Gate rule (repeatable): RULE is lower, upper, min_relative_change or "
-                         "min_absolute_change. Default: no worse than production on the "
-                         "primary metric."),
+                cli_help="Gate rule (repeatable): RULE is lower, upper, min_relative_change, "
+                         "min_absolute_change or max_slice_drop. Adds to the default rule: no "
+                         "worse than production on the primary metric."),
         Setting("override_reason", str, stage="evaluate", default="", check=_text,
                 help="Promote regardless of the gate, recording this reason."),
         Setting("source_format", str, stage="ingest", default="auto", choices=_formats(),
@@ -303,6 +360,53 @@ def _table() -> dict[str, Setting]:
         Setting("allow_target_change", bool, stage="validate", default=False, check=_flag,
                 help="Let this run replace a production model that predicts another target, "
                      "task or set of classes (otherwise refused: use a new model name)."),
+        Setting("split_key", list, stage="preprocess", default=[], check=_columns,
+                help="Columns whose values decide a row's side of the holdout (e.g. a customer "
+                     "id: all its rows fall on one side); default: every feature and the "
+                     "target.",
+                from_cli=columns_from_cli, metavar="COLUMN",
+                cli_help="Column whose values decide a row's side of the holdout (repeatable), "
+                         "e.g. a customer id. Default: every feature and the target."),
+        Setting("split_time_column", str, stage="preprocess", default="", check=_column,
+                help="Split by time instead: the newest test_size share of rows by this "
+                     "column is the test split."),
+        Setting("split_salt", str, stage="preprocess", default="keel", check=_non_empty,
+                help="Salt of the holdout hash: keep it to keep every row on its side from "
+                     "run to run; change it only to draw a new holdout."),
+        Setting("grid", str, stage="train", default="{}", check=_grid,
+                help='Hyperparameter search: JSON object of value lists per parameter, e.g. '
+                     '{"max_depth": [3, 5]} (JSON, so 1 and 1.0 stay different); every '
+                     'combination is trained in parallel and the best on validation rows kept.',
+                from_cli=_grid_from_cli, metavar="NAME=V1,V2",
+                cli_help="Search these values of a hyperparameter (repeatable): every "
+                         "combination of the lists is trained in parallel, the best on "
+                         "validation rows kept."),
+        Setting("search_random", int, stage="train", default=0, check=_search_random,
+                help="Search a seeded random sample of this many parameter sets (from the grid, "
+                     "or the estimator's default search space); 0: no random search."),
+        Setting("validation_size", float, stage="train", default=0.2, check=_fraction,
+                help="Share of the training rows a search scores its candidates on (never the "
+                     "test rows)."),
+        Setting("replace_default_rule", bool, stage="evaluate", default=False, check=_flag,
+                help='Gate only on the given thresholds, dropping the default rule "no worse '
+                     'than production on the primary metric".'),
+        Setting("change_bound", str, stage="evaluate", default="estimate",
+                choices=("estimate", "interval"), check=_change_bound,
+                help="What a change threshold compares: the estimate of candidate minus "
+                     "production, or the conservative end of its bootstrap interval."),
+        Setting("confidence", float, stage="evaluate", default=0.95, check=_fraction,
+                help="Level of the paired-bootstrap intervals of candidate minus production."),
+        Setting("bootstrap_rounds", int, stage="evaluate", default=1000, check=_count,
+                help="Resamples of the comparable test rows for the intervals (0: none)."),
+        Setting("slices", list, stage="evaluate", default=[], check=_columns,
+                help="Columns to report the metrics per value of (numbers: per quantile bin); "
+                     "gate them with a max_slice_drop threshold.",
+                from_cli=columns_from_cli, flag="--slice", metavar="COLUMN",
+                cli_help="Report the metrics per value of this column (repeatable; numbers: "
+                         "per quartile). Gate with --threshold METRIC.max_slice_drop=X."),
+        Setting("min_slice_rows", int, stage="evaluate", default=30, check=_count,
+                help="Fewest comparable rows a slice needs to be gated (smaller ones are only "
+                     "reported)."),
     )
     return {entry.name: entry for entry in entries}
 

@@ -28,13 +28,17 @@ STAGES: tuple[Stage, ...] = (
           cacheable=False, uses_scikit_learn=False),
     Stage("validate", "checks the table and its schema against production, reports",
           cacheable=False, uses_scikit_learn=False),  # reads the production version
-    Stage("preprocess", "splits train/test rows and writes the feature spec",
+    Stage("preprocess", "splits train/test rows stably across runs, writes the feature spec and "
+          "plans the search", cacheable=True, uses_scikit_learn=True),
+    Stage("tune", "fits one parameter set of a search and scores it on validation rows",
           cacheable=True, uses_scikit_learn=True),
-    Stage("train", "fits the scikit-learn Pipeline (feature transformer and estimator)",
+    Stage("train", "fits the scikit-learn Pipeline (feature transformer and estimator) with the "
+          "best parameters of the search",
           cacheable=True, uses_scikit_learn=True),
-    Stage("evaluate", "scores the candidate and production on the test rows and applies the gate",
+    Stage("evaluate", "scores the candidate and production on the test rows production never "
+          "trained on, with intervals and slices, and applies the gate",
           cacheable=False, uses_scikit_learn=True),
-    Stage("publish", "writes the immutable model version and its lineage manifest",
+    Stage("publish", "writes the immutable model version, its lineage manifest and model card",
           cacheable=False, uses_scikit_learn=False),
     Stage("promote", "moves the production alias by compare-and-swap when the decision passed",
           cacheable=False, uses_scikit_learn=False),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
-from keel.contracts import FeatureSpec, TrainRecord
+from keel.contracts import FeatureSpec, Search, TrainRecord, Trial
 from keel.errors import reports_errors
 from keel.estimators import get_estimator, make_estimator
 from keel.preprocess import build_transformer, resolve_encoding
@@ -25,8 +26,9 @@ def train(
     estimator: str,
     params: dict[str, Any],
     seed: int,
+    search: Search | None = None,
 ) -> tuple[Any, TrainRecord]:
-    """Fit the model; return it and the record of what was fitted and how."""
+    """Fit the model; return it and the record of what was fitted and how (and chosen how)."""
     from sklearn.pipeline import Pipeline
 
     entry = get_estimator(checked("estimator", estimator))
@@ -50,6 +52,7 @@ def train(
         train_rows=len(frame),
         fit_seconds=round(time.perf_counter() - started, 3),
         seed=int(seed),
+        search=search,
     )
     return pipeline, record
 
@@ -57,15 +60,30 @@ def train(
 @reports_errors
 def run(
     train_path: str, spec_path: str, estimator: str, params_json: str, seed: int,
-    model_out: str, record_out: str,
+    model_out: str, record_out: str, trials: Sequence[str] = (),
+    validation_size: float = 0.2, search_random: int = 0,
 ) -> TrainRecord:
-    """The train stage: fit, save ``model.joblib`` (what KServe's sklearn runtime loads)."""
+    """The train stage: fit, save ``model.joblib`` (what KServe's sklearn runtime loads).
+
+    ``trials``: the results of a hyperparameter search (``keel.search.run_trial``; ``""`` for
+    none). When there are any, the best on validation rows is fitted on all training rows and the
+    search is recorded; ``search_random`` (above 0: a random search) names its method.
+    """
     import joblib
+
+    from keel.search import choose, sample_size
 
     spec = FeatureSpec.read(spec_path, stage="train")
     params = checked("params", params_json, estimator=estimator, task=spec.task)
-    pipeline, record = train(pd.read_parquet(train_path), spec, estimator, params,
-                             checked("seed", seed))
+    seed = checked("seed", seed)
+    validation_size = checked("validation_size", validation_size)
+    method = "random" if sample_size(search_random) else "grid"
+    results = [Trial.from_json(text, origin=f"trial {number}", stage="train")
+               for number, text in enumerate(trials) if text]
+    search = choose(results, method, validation_size) if results else None
+    if search is not None:
+        params = dict(search.candidates[search.best].params)
+    pipeline, record = train(pd.read_parquet(train_path), spec, estimator, params, seed, search)
     joblib.dump(pipeline, model_out)
     record.write(record_out)
     return record

@@ -1,4 +1,4 @@
-"""The training pipeline: ingest -> validate -> preprocess -> train -> evaluate -> publish -> promote.
+"""The training pipeline, ingest to promote, with the search as a ParallelFor of tune tasks.
 
 Compile with ``make compile`` (or ``keel compile``); the committed spec in
 ``pipelines/compiled/training.yaml`` is what users upload to Kubeflow or pass to
@@ -11,13 +11,15 @@ from typing import TypeVar
 
 from kfp import compiler, dsl
 
-from keel.components import evaluate, ingest, preprocess, promote, publish, train, validate
+from keel.components import evaluate, ingest, preprocess, promote, publish, train, tune, validate
 from keel.settings import pipeline_docstring
 from keel.stages import stage
 
 COMPILED = Path(__file__).parent / "compiled" / "training.yaml"
 SUMMARY = "Train, evaluate and publish a scikit-learn model; promote it only if it passes the gate."
 Task = TypeVar("Task", bound=dsl.PipelineTask)
+#: Trials of a search running at once on a cluster (kfp.local runs at most 2 at a time).
+SEARCH_PARALLELISM = 8
 
 
 def as_stage(task: Task) -> Task:
@@ -43,6 +45,18 @@ def training_pipeline(
     min_test_rows: int = 20,
     min_class_test_rows: int = 5,
     allow_target_change: bool = False,
+    split_key: list = [],  # noqa: B006
+    split_time_column: str = "",
+    split_salt: str = "keel",
+    grid: str = "{}",
+    search_random: int = 0,
+    validation_size: float = 0.2,
+    replace_default_rule: bool = False,
+    change_bound: str = "estimate",
+    confidence: float = 0.95,
+    bootstrap_rounds: int = 1000,
+    slices: list = [],  # noqa: B006
+    min_slice_rows: int = 30,
 ) -> str:
     ingested = as_stage(ingest(source=source, source_format=source_format,
                                source_encoding=source_encoding))
@@ -53,27 +67,40 @@ def training_pipeline(
     ))
     split = as_stage(preprocess(
         dataset=checked.outputs["dataset"], schema=checked.outputs["schema"],
-        test_size=test_size, seed=seed, encoding=encoding,
+        test_size=test_size, split_key=split_key, split_time_column=split_time_column,
+        split_salt=split_salt, encoding=encoding, estimator=estimator, params=params, grid=grid,
+        search_random=search_random, seed=seed,
     ))
+    # One trial per parameter set; with no search, one trial that returns at once.
+    with dsl.ParallelFor(split.outputs["Output"], parallelism=SEARCH_PARALLELISM) as trial:
+        tried = as_stage(tune(
+            train=split.outputs["train"], feature_spec=split.outputs["feature_spec"],
+            estimator=estimator, trial=trial, seed=seed, validation_size=validation_size,
+        ))
     fitted = as_stage(train(
         train=split.outputs["train"], feature_spec=split.outputs["feature_spec"],
-        estimator=estimator, params=params, seed=seed,
+        estimator=estimator, params=params, seed=seed, trials=dsl.Collected(tried.output),
+        validation_size=validation_size, search_random=search_random,
     ))
     scored = as_stage(evaluate(
         model=fitted.outputs["model"], test=split.outputs["test"],
         feature_spec=split.outputs["feature_spec"], schema=checked.outputs["schema"],
         store=store, model_name=model_name, thresholds=thresholds,
         override_reason=override_reason, allow_target_change=allow_target_change,
+        replace_default_rule=replace_default_rule, change_bound=change_bound,
+        confidence=confidence, bootstrap_rounds=bootstrap_rounds, slices=slices,
+        min_slice_rows=min_slice_rows, min_test_rows=min_test_rows, seed=seed,
     ))
     published = as_stage(publish(
         store=store, model_name=model_name, model=fitted.outputs["model"],
         snapshot=ingested.outputs["snapshot"], schema=checked.outputs["schema"],
-        feature_spec=split.outputs["feature_spec"], record=fitted.outputs["record"],
-        decision=scored.outputs["decision"], ingest_info=ingested.outputs["Output"],
+        feature_spec=split.outputs["feature_spec"], split=split.outputs["split"],
+        record=fitted.outputs["record"], decision=scored.outputs["decision"],
+        report=scored.outputs["report"], ingest_info=ingested.outputs["Output"],
         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     ))
     promoted = as_stage(promote(
-        publication=published.output, decision=scored.outputs["decision"],
+        publication=published.outputs["Output"], decision=scored.outputs["decision"],
         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     ))
     return promoted.output

@@ -176,7 +176,7 @@ def test_regression_with_categorical_columns(tmp_path):
     assert summary["task"] == "regression"
     assert summary["metrics"]["r2"] > 0.8
     assert summary["decision"]["notes"]  # first run note on rmse
-    assert set(summary["metrics"]) == {"rmse", "mae", "r2"}
+    assert set(summary["metrics"]) == {"rmse", "mae", "r2", "mape"}
 
 
 @pytest.mark.e2e

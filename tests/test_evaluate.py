@@ -3,43 +3,44 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn import metrics as m
 
 from keel.contracts import (
     Baseline,
     Check,
     ColumnInfo,
+    Comparison,
     DataLineage,
     Decision,
     Environment,
+    EvaluationReport,
     FeatureSpec,
+    Interval,
     Lineage,
     Override,
+    SliceMetrics,
+    SplitRule,
     TableSchema,
     TrainRecord,
 )
-from keel.errors import IntegrityError, ParameterError, RegistryError
+from keel.errors import ParameterError, RegistryError
 from keel.evaluate import (
     Evaluation,
     check_thresholds,
-    curves_of,
+    compare,
     decide,
     normalise_thresholds,
-    predict,
     primary_metric,
     run,
-    score,
-    score_baseline,
 )
+from keel.metrics import TASK_METRICS, metrics_of, predict
+from keel.split import is_test
 from keel.validate import schema_hash
 
 
@@ -105,63 +106,14 @@ def round_trips(record: Decision) -> Decision:
     return again
 
 
-# --- score -------------------------------------------------------------------------------------
-
-
-def test_binary_metrics_include_roc_auc():
-    y = ["bad", "bad", "good", "good", "bad", "good"]
-    model = binary_model([0.1, 0.6, 0.35, 0.8, 0.2, 0.9])
-
-    result = score(model, frame(y), spec())
-
-    assert set(result) == {"accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc"}
-    assert result["accuracy"] == pytest.approx(4 / 6)  # 0.6 -> good (wrong), 0.35 -> bad (wrong)
-    assert result["roc_auc"] == pytest.approx(8 / 9)  # 8 of the 9 (good, bad) pairs ordered
-    expected_loss = -np.mean(np.log([0.9, 0.4, 0.35, 0.8, 0.8, 0.9]))
-    assert result["log_loss"] == pytest.approx(expected_loss)
-    assert all(type(v) is float for v in result.values())
-
-
-def test_multiclass_metrics():
-    y = ["a", "b", "c", "a", "b", "c"]
-    proba = [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6],
-             [0.3, 0.5, 0.2], [0.1, 0.6, 0.3], [0.1, 0.1, 0.8]]
-    model = FixedModel(["a", "b", "c"], proba)
-
-    result = score(model, frame(y), spec())
-
-    assert result["accuracy"] == pytest.approx(5 / 6)
-    assert result["f1_macro"] == pytest.approx(m.f1_score(y, model.predict(None), average="macro"))
-    assert result["balanced_accuracy"] == pytest.approx(5 / 6)
-    assert result["roc_auc"] == pytest.approx(
-        m.roc_auc_score(y, np.array(proba), multi_class="ovr"))
-
-
-def test_multiclass_without_every_class_in_the_test_set_has_no_roc_auc():
-    proba = [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1], [0.2, 0.5, 0.3]]
-    result = score(FixedModel(["a", "b", "c"], proba), frame(["a", "b", "a", "b"]), spec())
-    assert "roc_auc" not in result
-    assert result["accuracy"] == 1.0
-    assert math.isfinite(result["log_loss"])
-
-
-def test_regression_metrics():
-    y = [3.0, 5.0, 7.0, 9.0]
-    predicted = [4.0, 4.0, 9.0, 9.0]  # errors 1, -1, 2, 0
-
-    result = score(FixedModel(predictions=predicted), frame(y), spec("regression"))
-
-    assert set(result) == {"rmse", "mae", "r2"}
-    assert result["rmse"] == pytest.approx(math.sqrt(6 / 4))
-    assert result["mae"] == pytest.approx(1.0)
-    assert result["r2"] == pytest.approx(1 - 6 / 20)
+# --- the primary metric -----------------------------------------------------------------------
 
 
 @pytest.mark.filterwarnings("ignore:R\\^2 score is not well-defined")
-def test_a_metric_undefined_on_the_test_rows_is_left_out():
+def test_a_metric_undefined_on_the_test_rows_is_left_out_of_the_record():
     # r2 of a single row is undefined (NaN): it must not reach the JSON decision record.
-    result = score(FixedModel(predictions=[4.0]), frame([3.0]), spec("regression"))
-    assert set(result) == {"rmse", "mae"}
+    result = metrics_of(predict(FixedModel(predictions=[4.0]), frame([3.0]), spec("regression")))
+    assert "r2" not in result and "rmse" in result
     record = decide(result, None, {"r2": {"lower": 0.5}}, 1)
     assert record.passed is False and record.metrics == result
     round_trips(record)  # a NaN would be written as null and refused when read back
@@ -178,57 +130,14 @@ def test_primary_metric(schema, expected):
     assert primary_metric(schema) == expected
 
 
-# --- curves ------------------------------------------------------------------------------------
-
-
-def test_binary_curves_have_confusion_matrix_and_a_thinned_roc():
-    rng = np.random.default_rng(0)
-    n = 1000
-    y = np.where(rng.random(n) < 0.4, "good", "bad")
-    positive = np.clip((y == "good") * 0.3 + rng.random(n) * 0.7, 0, 1)
-    model = binary_model(positive.tolist())
-
-    curves = curves_of(predict(model, frame(y), spec()))
-
-    assert len(m.roc_curve(y, positive, pos_label="good")[0]) > 200  # so thinning is exercised
-    assert curves["labels"] == ["bad", "good"]
-    matrix = np.array(curves["confusion_matrix"])
-    assert matrix.shape == (2, 2) and matrix.sum() == n
-    assert matrix[1].sum() == (y == "good").sum()  # rows are the true labels, in label order
-    roc = curves["roc"]
-    assert len(roc["fpr"]) == len(roc["tpr"]) == len(roc["threshold"])
-    assert len(roc["fpr"]) == 200
-    assert all(0.0 <= t <= 1.0 for t in roc["threshold"])
-    assert roc["fpr"][0] == 0.0 and roc["tpr"][0] == 0.0
-    assert roc["fpr"][-1] == 1.0 and roc["tpr"][-1] == 1.0
-    assert roc["fpr"] == sorted(roc["fpr"]) and roc["tpr"] == sorted(roc["tpr"])
-    json.dumps(curves, allow_nan=False)
-
-
-def test_short_roc_is_kept_whole():
-    y = ["bad", "good", "bad", "good"]
-    curves = curves_of(predict(binary_model([0.2, 0.7, 0.4, 0.9]), frame(y), spec()))
-    fpr, tpr, _ = m.roc_curve(y, [0.2, 0.7, 0.4, 0.9], pos_label="good")
-    assert curves["roc"]["fpr"] == fpr.tolist() and curves["roc"]["tpr"] == tpr.tolist()
-    assert curves["confusion_matrix"] == [[2, 0], [0, 2]]
-
-
-def test_multiclass_curves_have_a_full_confusion_matrix_and_no_roc():
-    y = [1, 2, 3, 1, 2, 3, 3]
-    proba = np.eye(3)[[0, 1, 2, 1, 1, 2, 0]]
-    curves = curves_of(predict(FixedModel([1, 2, 3], proba), frame(y), spec()))
-    assert curves["labels"] == ["1", "2", "3"]
-    assert curves["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 2]]
-    assert "roc" not in curves
-
-
 # --- thresholds --------------------------------------------------------------------------------
 
 BINARY = table_schema(classes=["bad", "good"])
 MULTICLASS = table_schema(classes=["a", "b", "c"])
 REGRESSION = table_schema("regression")
-CLASSIFICATION_METRICS = "accuracy, balanced_accuracy, f1_macro, log_loss, roc_auc"
-REGRESSION_METRICS = "mae, r2, rmse"
+CLASSIFICATION_METRICS = ", ".join(sorted(TASK_METRICS["classification"]))
+REGRESSION_METRICS = ", ".join(sorted(TASK_METRICS["regression"]))
+RULES = "lower, upper, min_relative_change, min_absolute_change, max_slice_drop"
 
 
 @pytest.mark.parametrize(
@@ -236,6 +145,30 @@ REGRESSION_METRICS = "mae, r2, rmse"
 )
 def test_no_thresholds_means_no_worse_than_production_on_the_primary_metric(schema, metric):
     assert normalise_thresholds({}, schema) == {metric: {"min_absolute_change": 0.0}}
+
+
+def test_user_thresholds_add_to_the_default_rule_unless_it_is_replaced():
+    given = {"accuracy": {"lower": 0.7}, "roc_auc": {"min_relative_change": 0.01}}
+    assert normalise_thresholds(given, BINARY) == {
+        "roc_auc": {"min_absolute_change": 0.0, "min_relative_change": 0.01},
+        "accuracy": {"lower": 0.7}}
+    # the same rule of the same metric: the user's value replaces the default's
+    assert normalise_thresholds({"roc_auc": {"min_absolute_change": -0.01}}, BINARY) == {
+        "roc_auc": {"min_absolute_change": -0.01}}
+    assert normalise_thresholds(given, BINARY, replace_default_rule=True) == {
+        "accuracy": {"lower": 0.7}, "roc_auc": {"min_relative_change": 0.01}}
+    assert normalise_thresholds({}, BINARY, replace_default_rule=True) == {}
+    record = decide({"roc_auc": 0.5}, baseline({"roc_auc": 0.9}), {}, ROWS)
+    assert record.passed and "no gate rules" in record.notes[0]
+
+
+def test_a_slice_rule_needs_slices_and_a_drop_of_zero_or_more():
+    with pytest.raises(ParameterError, match="needs columns to slice by"):
+        normalise_thresholds({"roc_auc": {"max_slice_drop": 0.05}}, BINARY)
+    with pytest.raises(ParameterError, match="must be 0 or more"):
+        normalise_thresholds({"roc_auc": {"max_slice_drop": -0.05}}, BINARY, slices=["c"])
+    assert normalise_thresholds({"roc_auc": {"max_slice_drop": 0.05}}, BINARY, slices=["c"]) == {
+        "roc_auc": {"min_absolute_change": 0.0, "max_slice_drop": 0.05}}
 
 
 @pytest.mark.parametrize("given", [None, 0.7, [("roc_auc", {"lower": 0.7})]])
@@ -250,7 +183,7 @@ def test_thresholds_that_are_not_a_mapping_are_a_parameter_error(given):
 
 def test_thresholds_are_converted_to_floats():
     given = {"rmse": {"upper": 10, "min_relative_change": "0.05"}, "r2": {"lower": 0}}
-    rules = normalise_thresholds(given, REGRESSION)
+    rules = normalise_thresholds(given, REGRESSION, replace_default_rule=True)
     assert rules == {"rmse": {"upper": 10.0, "min_relative_change": 0.05}, "r2": {"lower": 0.0}}
     assert all(type(v) is float for metric in rules.values() for v in metric.values())
 
@@ -269,8 +202,8 @@ def test_unknown_metric_is_refused_before_the_task_is_known():
         check_thresholds({"auc": {"lower": 0.7}})
     message = str(caught.value)
     assert "unknown metric 'auc'" in message and "does not compute" not in message
-    assert "expected one of accuracy, balanced_accuracy, f1_macro, log_loss, mae, r2, rmse, " \
-           "roc_auc." in message
+    everything = ", ".join(sorted(TASK_METRICS["classification"] + TASK_METRICS["regression"]))
+    assert f"expected one of {everything}." in message
 
 
 @pytest.mark.parametrize(
@@ -303,8 +236,8 @@ def test_a_metric_with_no_rules_is_a_parameter_error(schema, metric):
     with pytest.raises(ParameterError) as caught:
         normalise_thresholds({metric: {}}, schema)
     assert str(caught.value) == (
-        f"[evaluate] The thresholds of {metric!r} must be a mapping with keys among lower, "
-        "upper, min_relative_change, min_absolute_change. Got {}.")
+        f"[evaluate] The thresholds of {metric!r} must be a mapping with keys among {RULES}. "
+        "Got {}.")
     with pytest.raises(ParameterError):
         check_thresholds({metric: {}})
 
@@ -316,8 +249,7 @@ def test_unknown_rule_is_a_parameter_error(rules):
         normalise_thresholds({"roc_auc": rules}, BINARY)
     message = str(caught.value)
     assert message.startswith("[evaluate] ")
-    assert "'roc_auc'" in message and "lower, upper, min_relative_change, min_absolute_change" in (
-        message)
+    assert "'roc_auc'" in message and RULES in message
     assert repr(rules) in message
 
 
@@ -355,7 +287,8 @@ def test_first_run_skips_change_checks_and_says_so():
     assert record.passed is True and record.first_run is True
     assert record.checks == [] and record.baseline is None
     assert record.notes == [
-        "first run: no production model, so the change thresholds on roc_auc do not apply"]
+        "first run: no production model, so the change and slice thresholds on roc_auc do not "
+        "apply"]
     assert record.override is None and record.thresholds == rules
     assert record.metrics == {"roc_auc": 0.61} and record.test_rows == ROWS
     round_trips(record)
@@ -504,8 +437,9 @@ def test_decision_record_is_strict_json_with_every_field():
     document = json.loads(record.to_json(), parse_constant=lambda name: pytest.fail(name))
     assert document == record.to_dict()
     assert set(document) == {"schema_version", "passed", "checks", "baseline", "first_run",
-                             "thresholds", "override", "notes", "metrics", "test_rows"}
-    assert document["schema_version"] == 2
+                             "thresholds", "override", "notes", "metrics", "test_rows",
+                             "comparison", "per_class", "slices"}
+    assert document["schema_version"] == 3
     assert document["metrics"] == candidate and document["test_rows"] == ROWS
     assert [c["check"] for c in document["checks"]] == [
         "lower", "relative_change", "absolute_change", "upper"]
@@ -554,79 +488,194 @@ def test_a_decision_needs_a_count_of_test_rows(test_rows):
         decide({"roc_auc": 0.82}, None, {"roc_auc": {"lower": 0.7}}, test_rows)
 
 
-# --- baseline scoring --------------------------------------------------------------------------
+# --- the baseline, re-scored on the rows it never trained on -----------------------------------
 
 
-class FakeRegistry:
-    def __init__(self, version, load):
-        self._alias = SimpleNamespace(version=version, generation=5 if version else 0)
-        self._load = load
-
-    def alias(self):
-        return self._alias
-
-    def load_model(self, version):
-        return self._load(version)
+RULE = SplitRule(method="hash", test_size=0.3, columns=["c", "x", "y"], salt="keel")
 
 
-def test_no_production_model_means_no_baseline():
-    def never(version):
-        raise AssertionError("nothing to load")
-
-    assert score_baseline(FakeRegistry(None, never), frame([1.0, 2.0]), spec("regression")) is None
-
-
-def test_the_baseline_is_scored_on_the_same_rows():
-    test = frame([3.0, 5.0, 7.0, 9.0])
-    model = FixedModel(predictions=[4.0, 4.0, 9.0, 9.0])
-    result = score_baseline(FakeRegistry(2, lambda v: model), test, spec("regression"))
-    assert result == Baseline(version=2, generation=5,
-                              metrics=score(model, test, spec("regression")), error=None)
+def holdout_rows(n: int, seed: int, rule: SplitRule = RULE) -> pd.DataFrame:
+    """Rows that ``rule`` puts in the test split (what preprocess would hand evaluate)."""
+    rows = credit_rows(n, seed)
+    return rows[is_test(rows, rule)].reset_index(drop=True)
 
 
-def test_a_baseline_that_fails_to_score_is_reported_not_raised():
-    def incompatible(version):
-        return FixedModel(predictions=[1.0])  # wrong length: sklearn raises ValueError
+def test_no_production_model_means_no_baseline(tmp_path):
+    from keel.registry import Registry
+    from keel.storage import open_store
 
-    result = score_baseline(FakeRegistry(4, incompatible), frame([3.0, 5.0]), spec("regression"))
-    assert isinstance(result, Baseline)
-    assert (result.version, result.generation, result.metrics) == (4, 5, None)
-    assert result.error.startswith("ValueError: ")
-    assert Baseline.from_json(result.to_json()) == result
+    registry = Registry(open_store(str(tmp_path)), "credit")
+    candidate = predict(binary_model([0.2, 0.8]), frame(["bad", "good"]), spec())
+    assert compare(registry, frame(["bad", "good"]), BINARY, candidate) is None
 
 
-def test_an_integrity_failure_of_the_baseline_is_raised():
-    def tampered(version):
-        raise IntegrityError("model.joblib does not match its sha256")
+def test_the_baseline_is_scored_on_the_same_comparable_rows_with_intervals(tmp_path):
+    schema = table_schema(classes=["bad", "good"], numeric=["x"], categorical=["c"], rows=400)
+    store = tmp_path / "store"
+    production = fitted(tmp_path / "v1", schema, credit_rows(400, seed=1))
+    decision = decide({"roc_auc": 0.8}, None, {"roc_auc": {"lower": 0.5}}, 10)
+    generation = publish_and_promote(store, production, decision)
+    candidate = fitted(tmp_path / "v2", schema, credit_rows(400, seed=4))
+    test = holdout_rows(600, seed=2)
+    mine = predict(candidate["model"], test, candidate["spec"])
+    registry = registry_at(store)
 
-    with pytest.raises(IntegrityError):
-        score_baseline(FakeRegistry(4, tampered), frame([3.0, 5.0]), spec("regression"))
+    compared = compare(registry, test, schema, mine, interval_metrics=["roc_auc"], rounds=200,
+                       level=0.9, seed=3, min_rows=20)
+
+    theirs = metrics_of(predict(production["model"], test, production["spec"]))
+    assert compared.baseline == Baseline(version=1, generation=generation, metrics=theirs)
+    comparison = compared.comparison
+    assert (comparison.rows, comparison.excluded, comparison.reason) == (len(test), 0, "")
+    assert comparison.candidate == metrics_of(mine)
+    interval = comparison.intervals["roc_auc"]
+    assert (interval.level, interval.rounds) == (0.9, 200)
+    assert interval.low <= comparison.candidate["roc_auc"] - theirs["roc_auc"] <= interval.high
+    again = compare(registry, test, schema, mine, interval_metrics=["roc_auc"], rounds=200,
+                    level=0.9, seed=3, min_rows=20)
+    assert again.comparison == comparison  # seeded: the same interval every time
 
 
-def test_a_missing_or_damaged_production_alias_stops_the_run():
+def test_rows_production_trained_on_are_left_out_of_both_scores(tmp_path):
+    schema = table_schema(classes=["bad", "good"], numeric=["x"], categorical=["c"], rows=400)
+    store = tmp_path / "store"
+    production = fitted(tmp_path / "v1", schema, credit_rows(400, seed=1))
+    old_rule = RULE.model_copy(update={"salt": "last year"})
+    decision = decide({"roc_auc": 0.8}, None, {"roc_auc": {"lower": 0.5}}, 10)
+    publish_and_promote(store, production, decision, rule=old_rule)
+    test = holdout_rows(900, seed=2)  # this run's rule: another salt
+    mine = predict(production["model"], test, production["spec"])
+
+    compared = compare(registry_at(store), test, schema, mine)
+
+    trained = ~is_test(test, old_rule)
+    assert 0 < trained.sum() < len(test)
+    assert (compared.comparable == ~trained).all()
+    assert compared.comparison.rows == (~trained).sum()
+    assert compared.comparison.excluded == trained.sum()
+    assert "training side of production version 1's split" in compared.comparison.reason
+    kept = test[~trained].reset_index(drop=True)
+    assert compared.baseline.metrics == metrics_of(predict(production["model"], kept,
+                                                           production["spec"]))
+    assert compared.comparison.candidate == compared.baseline.metrics  # same model, same rows
+
+
+def test_too_few_comparable_rows_fail_the_change_checks_with_the_reason():
+    comparison = Comparison(rows=7, excluded=193, reason="on the training side of ...",
+                            candidate={"roc_auc": 0.9})
+    record = decide({"roc_auc": 0.9}, baseline({"roc_auc": 0.8}),
+                    {"roc_auc": {"min_absolute_change": 0.0, "lower": 0.5}}, ROWS,
+                    comparison=comparison, min_rows=20)
+    assert not record.passed
+    check = only(record, "comparable_rows")
+    assert check.rows == 7 and "only 7 of 200 test rows" in check.note
+    assert "at least 20 needed" in check.note and "on the training side" in check.note
+    assert only(record, "lower").passed  # value thresholds still judge all test rows
+    assert "193 of 200 test rows left out" in record.notes[0]
+    round_trips(record)
+
+
+@pytest.mark.parametrize(("metric", "low", "high", "passes"), [
+    ("roc_auc", 0.001, 0.05, True), ("roc_auc", -0.001, 0.05, False),
+    ("rmse", -2.0, -0.5, True), ("rmse", -2.0, 0.1, False)])
+def test_change_on_the_interval_needs_its_conservative_end_to_clear_the_bar(metric, low, high,
+                                                                             passes):
+    values = {"roc_auc": (0.82, 0.80), "rmse": (9.0, 10.0)}[metric]
+    comparison = Comparison(rows=100, excluded=0, candidate={metric: values[0]},
+                            intervals={metric: Interval(low=low, high=high, level=0.95,
+                                                        rounds=1000)})
+    rules = {metric: {"min_absolute_change": 0.0}}
+    estimate = decide({metric: values[0]}, baseline({metric: values[1]}), rules, ROWS,
+                      comparison=comparison)
+    bound = decide({metric: values[0]}, baseline({metric: values[1]}), rules, ROWS,
+                   comparison=comparison, change_bound="interval")
+    assert estimate.passed  # the point estimate is better either way
+    assert bound.passed is passes
+    check = only(bound, "absolute_change")
+    assert check.interval == comparison.intervals[metric] and "interval's" in check.note
+    round_trips(bound)
+
+
+def test_change_on_the_interval_without_an_interval_fails():
+    comparison = Comparison(rows=100, excluded=0, candidate={"roc_auc": 0.9})
+    record = decide({"roc_auc": 0.9}, baseline({"roc_auc": 0.8}),
+                    {"roc_auc": {"min_absolute_change": 0.0}}, ROWS, comparison=comparison,
+                    change_bound="interval")
+    assert not record.passed and "no bootstrap interval" in record.checks[0].note
+
+
+def test_the_change_checks_compare_on_the_comparable_rows_not_all_test_rows():
+    comparison = Comparison(rows=100, excluded=100, reason="r", candidate={"roc_auc": 0.70})
+    record = decide({"roc_auc": 0.95}, baseline({"roc_auc": 0.75}),
+                    {"roc_auc": {"min_absolute_change": 0.0}}, ROWS, comparison=comparison)
+    check = only(record, "absolute_change")
+    assert (check.candidate, check.baseline, check.rows) == (0.70, 0.75, 100)
+    assert not record.passed
+
+
+def test_a_slice_worse_than_production_by_more_than_the_drop_fails_the_gate():
+    slices = [
+        SliceMetrics(column="home", value="rent", rows=80, candidate={"roc_auc": 0.70},
+                     baseline={"roc_auc": 0.80}),
+        SliceMetrics(column="home", value="own", rows=120, candidate={"roc_auc": 0.90},
+                     baseline={"roc_auc": 0.80}),
+        SliceMetrics(column="home", value="(missing)", rows=5, candidate={"roc_auc": 0.1},
+                     baseline={"roc_auc": 0.9}),  # too small to gate
+    ]
+    comparison = Comparison(rows=205, excluded=0, candidate={"roc_auc": 0.85})
+    rules = {"roc_auc": {"min_absolute_change": 0.0, "max_slice_drop": 0.05}}
+    record = decide({"roc_auc": 0.85}, baseline({"roc_auc": 0.80}), rules, 205,
+                    comparison=comparison, slices=slices, min_slice_rows=30)
+    assert only(record, "absolute_change").passed  # better overall ...
+    drops = [c for c in record.checks if c.check == "slice_drop"]
+    assert [(c.slice, c.passed) for c in drops] == [("home=rent", False), ("home=own", True)]
+    assert drops[0].required == pytest.approx(0.75) and drops[0].rows == 80
+    assert record.passed is False  # ... but clearly worse on renters
+    assert record.slices == slices
+    loose = decide({"roc_auc": 0.85}, baseline({"roc_auc": 0.80}),
+                   {"roc_auc": {"max_slice_drop": 0.2}}, 205, comparison=comparison,
+                   slices=slices, min_slice_rows=30)
+    assert loose.passed
+    round_trips(record)
+
+
+def test_a_first_run_reports_slices_without_gating_them():
+    slices = [SliceMetrics(column="home", value="rent", rows=80, candidate={"roc_auc": 0.7})]
+    record = decide({"roc_auc": 0.85}, None, {"roc_auc": {"max_slice_drop": 0.01}}, 80,
+                    slices=slices)
+    assert record.passed and record.slices == slices
+    assert "change and slice thresholds on roc_auc do not apply" in record.notes[0]
+
+
+def test_a_baseline_that_fails_to_score_is_reported_not_raised(tmp_path):
+    store = tmp_path / "store"
+    old_schema = table_schema(classes=["bad", "good"], numeric=["x_old"], rows=400)
+    old_rows = credit_rows(400, seed=1).rename(columns={"x": "x_old"})
+    production = fitted(tmp_path / "v1", old_schema, old_rows)
+    decision = decide({"roc_auc": 0.8}, None, {"roc_auc": {"lower": 0.5}}, 10)
+    publish_and_promote(store, production, decision)
+    test = holdout_rows(300, seed=2)
+    mine = predict(binary_model([0.5] * len(test)), test, spec())
+    result = compare(registry_at(store), test, BINARY, mine)
+    assert (result.baseline.version, result.baseline.metrics) == (1, None)
+    assert result.baseline.error == (
+        "this table lacks column(s) 'x_old' that production version 1 was trained on")
+    assert Baseline.from_json(result.baseline.to_json()) == result.baseline
+
+
+def test_a_missing_or_damaged_production_alias_stops_the_run(tmp_path):
     from keel.registry import MissingAlias
 
-    class NoAlias(FakeRegistry):
-        def alias(self):
-            raise MissingAlias("production.json is missing, but the event log records moves")
-
-    def never(version):
-        raise AssertionError("nothing to load")
-
+    schema = table_schema(classes=["bad", "good"], numeric=["x"], categorical=["c"], rows=400)
+    store = tmp_path / "store"
+    production = fitted(tmp_path / "v1", schema, credit_rows(400, seed=1))
+    decision = decide({"roc_auc": 0.8}, None, {"roc_auc": {"lower": 0.5}}, 10)
+    publish_and_promote(store, production, decision)
+    (store / "registry/credit/aliases/production.json").unlink()
+    test = holdout_rows(300, seed=2)
     with pytest.raises(MissingAlias):
-        score_baseline(NoAlias(None, never), frame([3.0, 5.0]), spec("regression"))
-
-
-@pytest.mark.parametrize("error", [
-    RegistryError("model.joblib matches its recorded sha256 but cannot be loaded here"),
-    ModuleNotFoundError("No module named 'sklearn.old'"),
-])
-def test_a_production_model_that_cannot_be_loaded_is_raised_not_scored(error):
-    def unloadable(version):
-        raise error
-
-    with pytest.raises(type(error)):
-        score_baseline(FakeRegistry(4, unloadable), frame([3.0, 5.0]), spec("regression"))
+        compare(registry_at(store), test, schema, predict(production["model"], test,
+                                                            production["spec"]))
 
 
 def test_an_unpicklable_production_model_in_a_real_store_stops_the_run(tmp_path):
@@ -640,8 +689,17 @@ def test_an_unpicklable_production_model_in_a_real_store_stops_the_run(tmp_path)
     registry = Registry(open_store(str(tmp_path / "store")), "credit")
     registry.publish({MODEL_FILE: made["paths"]["model"]}, lineage_of(made, decision))
     registry.move_alias(1, expected_generation=0, action="promote", reason="test")
+    test = holdout_rows(300, seed=2)
+    mine = predict(binary_model([0.5] * len(test)), test, spec())
     with pytest.raises(RegistryError, match="cannot be loaded here"):
-        score_baseline(registry, credit_rows(50, seed=2), made["spec"])
+        compare(registry, test, schema, mine)
+
+
+def registry_at(store: Path) -> Any:
+    from keel.registry import Registry
+    from keel.storage import open_store
+
+    return Registry(open_store(str(store)), "credit")
 
 
 @pytest.mark.parametrize("estimator", ["linear", "random_forest", "hist_gradient_boosting"])
@@ -693,7 +751,8 @@ def fitted(folder: Path, schema: TableSchema, train_rows: pd.DataFrame) -> dict[
             "paths": paths}
 
 
-def lineage_of(made: dict[str, Any], decision: Decision) -> Lineage:
+def lineage_of(made: dict[str, Any], decision: Decision, rule: SplitRule | None = RULE
+               ) -> Lineage:
     """The lineage publish would record for ``made`` (see keel.publish.run)."""
     schema: TableSchema = made["schema"]
     record: TrainRecord = made["record"]
@@ -703,7 +762,7 @@ def lineage_of(made: dict[str, Any], decision: Decision) -> Lineage:
                          snapshot="data/" + "0" * 64 + "/snapshot.parquet", rows_used=schema.rows,
                          rows_dropped_missing_target=schema.rows_dropped_missing_target),
         schema_hash=schema.schema_hash, task=schema.task, target=schema.target,
-        features=made["spec"], excluded_columns=schema.excluded, training=record,
+        features=made["spec"], excluded_columns=schema.excluded, training=record, split=rule,
         hyperparameters=record.params, metrics=decision.metrics, baseline=decision.baseline,
         decision=decision,
         environment=Environment(keel="0.0.0", git_commit="unknown", python="3.11",
@@ -714,21 +773,24 @@ def lineage_of(made: dict[str, Any], decision: Decision) -> Lineage:
 
 def evaluate_stage(made: dict[str, Any], test_path: Path, store: Path, out: Path,
                    thresholds: dict[str, Any] | None = None, override_reason: str = "",
-                   ) -> Evaluation:
+                   **settings: Any) -> Evaluation:
     paths = made["paths"]
     return run(str(paths["model"]), str(test_path), str(paths["spec"]), str(paths["schema"]),
                str(store), "credit", {} if thresholds is None else thresholds, override_reason,
-               str(out))
+               str(out), str(out.with_suffix(".report.json")),
+               **{"bootstrap_rounds": 200, **settings})
 
 
-def publish_and_promote(store: Path, made: dict[str, Any], decision: Decision) -> int:
+def publish_and_promote(store: Path, made: dict[str, Any], decision: Decision,
+                        rule: SplitRule | None = RULE) -> int:
     from keel.registry import MODEL_FILE, Registry
     from keel.storage import open_store
 
     registry = Registry(open_store(str(store)), "credit")
     paths = made["paths"]
     manifest = registry.publish({MODEL_FILE: paths["model"], "schema.json": paths["schema"],
-                                 "feature_spec.json": paths["spec"]}, lineage_of(made, decision))
+                                 "feature_spec.json": paths["spec"]},
+                                lineage_of(made, decision, rule))
     registry.move_alias(manifest.version, expected_generation=registry.alias().generation,
                         action="promote", reason="test")
     return registry.alias().generation
@@ -740,12 +802,16 @@ def test_run_on_a_new_model_is_a_first_run_and_writes_the_decision(tmp_path):
     test = credit_rows(120, seed=2)
 
     result = evaluate_stage(made, saved(tmp_path / "test.parquet", test), tmp_path / "store",
-                            tmp_path / "decision.json")
+                            tmp_path / "decision.json", slices=["c"])
 
     assert isinstance(result, Evaluation)
-    assert result.metrics == score(made["model"], test, made["spec"])
-    assert result.curves["labels"] == ["bad", "good"] and "roc" in result.curves
+    assert result.metrics == metrics_of(predict(made["model"], test, made["spec"]))
+    assert result.report.labels == ["bad", "good"] and "roc" in result.report.curves
+    assert EvaluationReport.read(tmp_path / "decision.report.json") == result.report
     decision = result.decision
+    assert {s.value for s in decision.slices} == {"a", "b", "c"}
+    assert all(s.baseline is None for s in decision.slices)
+    assert set(decision.per_class) == {"bad", "good"}
     assert decision.first_run is True and decision.baseline is None and decision.passed is True
     assert decision.thresholds == {"roc_auc": {"min_absolute_change": 0.0}}
     assert decision.metrics == result.metrics and decision.test_rows == 120
@@ -761,16 +827,19 @@ def test_run_rescores_the_production_model_on_this_runs_test_rows(tmp_path):
     generation = publish_and_promote(store, production, first.decision)
 
     candidate = fitted(tmp_path / "v2", schema, credit_rows(400, seed=4))
-    test = credit_rows(120, seed=2)
+    test = holdout_rows(400, seed=2)
     test_path = saved(tmp_path / "test.parquet", test)
     rules = {"roc_auc": {"min_relative_change": 0.5}}
-    result = evaluate_stage(candidate, test_path, store, tmp_path / "d2.json", thresholds=rules)
+    result = evaluate_stage(candidate, test_path, store, tmp_path / "d2.json", thresholds=rules,
+                            replace_default_rule=True)
 
     decision = result.decision
-    rescored = score(production["model"], test, production["spec"])
+    rescored = metrics_of(predict(production["model"], test, production["spec"]))
     assert rescored != first.metrics  # so the baseline cannot come from the stored number
     assert decision.baseline == Baseline(version=1, generation=generation, metrics=rescored)
     assert decision.first_run is False
+    assert decision.comparison.rows == len(test) and decision.comparison.excluded == 0
+    assert decision.comparison.intervals["roc_auc"].rounds == 200
     (check,) = decision.checks
     assert (check.metric, check.check, check.baseline) == ("roc_auc", "relative_change",
                                                            rescored["roc_auc"])
@@ -781,7 +850,8 @@ def test_run_rescores_the_production_model_on_this_runs_test_rows(tmp_path):
     assert Decision.read(tmp_path / "d2.json") == decision
 
     overridden = evaluate_stage(candidate, test_path, store, tmp_path / "d3.json",
-                                thresholds=rules, override_reason=" approved by J. Doe ")
+                                thresholds=rules, override_reason=" approved by J. Doe ",
+                                replace_default_rule=True)
     assert overridden.decision.passed is True
     assert overridden.decision.override == Override(reason="approved by J. Doe",
                                                     checks_passed=False)
@@ -796,11 +866,13 @@ def test_run_with_a_production_model_it_cannot_score_fails_the_gate_with_the_rea
     production = fitted(tmp_path / "v1", old_schema, old_rows)
     first = evaluate_stage(production, saved(tmp_path / "old.parquet", old_rows), store,
                            tmp_path / "d1.json")
-    publish_and_promote(store, production, first.decision)
+    rule = RULE
+    publish_and_promote(store, production, first.decision, rule=rule)
 
     schema = table_schema(classes=["bad", "good"], numeric=["x"], categorical=["c"], rows=400)
     candidate = fitted(tmp_path / "v2", schema, credit_rows(400, seed=4))
-    result = evaluate_stage(candidate, saved(tmp_path / "test.parquet", credit_rows(120, 2)),
+    result = evaluate_stage(candidate, saved(tmp_path / "test.parquet",
+                                             holdout_rows(300, 2, rule=rule)),
                             store, tmp_path / "d2.json")
 
     decision = result.decision
@@ -811,3 +883,42 @@ def test_run_with_a_production_model_it_cannot_score_fails_the_gate_with_the_rea
     written = Decision.read(tmp_path / "d2.json")
     assert written == decision and written.baseline.error == decision.baseline.error
 
+
+
+def segmented(n_a: int, n_b: int, seed: int, scramble_b: bool = False) -> pd.DataFrame:
+    """Segment a's class follows x, segment b's follows z: one model can be good on a only."""
+    rng = np.random.default_rng(seed)
+    segment = np.array(["a"] * n_a + ["b"] * n_b)
+    x, z = rng.normal(size=n_a + n_b), rng.normal(size=n_a + n_b)
+    signal = np.where(segment == "a", x, z) + rng.normal(scale=0.6, size=n_a + n_b)
+    y = np.where(signal > 0, "good", "bad")
+    if scramble_b:
+        y[segment == "b"] = rng.permutation(y[segment == "b"])
+    return pd.DataFrame({"x": x, "z": z, "c": segment, "y": y})
+
+
+def test_a_challenger_better_overall_but_worse_on_a_slice_is_rejected_by_a_slice_rule(tmp_path):
+    schema = table_schema(classes=["bad", "good"], numeric=["x", "z"], categorical=["c"],
+                          rows=3000)
+    store = tmp_path / "store"
+    # production: little of segment a, all it needs of b; the challenger: the reverse
+    production = fitted(tmp_path / "v1", schema, segmented(60, 600, seed=1))
+    publish_and_promote(store, production,
+                        decide({"roc_auc": 0.8}, None, {"roc_auc": {"lower": 0.5}}, 10))
+    challenger = fitted(tmp_path / "v2", schema, segmented(3000, 600, seed=2, scramble_b=True))
+    test = segmented(1700, 300, seed=4)
+    test = test[is_test(test, RULE)].reset_index(drop=True)
+    test_path = saved(tmp_path / "test.parquet", test)
+
+    plain = evaluate_stage(challenger, test_path, store, tmp_path / "d1.json", slices=["c"])
+    sliced = evaluate_stage(challenger, test_path, store, tmp_path / "d2.json", slices=["c"],
+                            thresholds={"roc_auc": {"max_slice_drop": 0.05}})
+
+    overall = only(plain.decision, "absolute_change")
+    assert overall.passed and overall.candidate > overall.baseline  # better on average ...
+    assert plain.decision.passed
+    by_value = {s.value: s for s in sliced.decision.slices}
+    assert by_value["b"].candidate["roc_auc"] < by_value["b"].baseline["roc_auc"] - 0.2
+    drops = {c.slice: c for c in sliced.decision.checks if c.check == "slice_drop"}
+    assert not drops["c=b"].passed and drops["c=a"].passed  # ... clearly worse on b
+    assert sliced.decision.passed is False

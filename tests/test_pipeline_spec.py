@@ -34,7 +34,7 @@ EXPECTED_UPSTREAM = {
     "ingest": set(),
     "validate": {"ingest"},
     "preprocess": {"validate"},
-    "train": {"preprocess"},
+    "train": {"preprocess", "for-loop-1"},  # for-loop-1: the search's ParallelFor of tune
     "evaluate": {"train", "preprocess", "validate"},
     "publish": {"evaluate", "train", "ingest", "preprocess", "validate"},
     "promote": {"publish", "evaluate"},
@@ -47,6 +47,7 @@ EXPECTED_WIRING = {
     ("preprocess", "schema"): ("validate", "schema"),
     ("train", "train"): ("preprocess", "train"),
     ("train", "feature_spec"): ("preprocess", "feature_spec"),
+    ("train", "trials"): ("for-loop-1", "pipelinechannel--tune-Output"),
     ("evaluate", "model"): ("train", "model"),
     ("evaluate", "test"): ("preprocess", "test"),
     ("evaluate", "feature_spec"): ("preprocess", "feature_spec"),
@@ -54,6 +55,8 @@ EXPECTED_WIRING = {
     ("publish", "model"): ("train", "model"),
     ("publish", "snapshot"): ("ingest", "snapshot"),
     ("publish", "record"): ("train", "record"),
+    ("publish", "split"): ("preprocess", "split"),
+    ("publish", "report"): ("evaluate", "report"),
     ("publish", "decision"): ("evaluate", "decision"),
     ("publish", "ingest_info"): ("ingest", "Output"),
     ("promote", "publication"): ("publish", "Output"),
@@ -78,7 +81,17 @@ def spec() -> dict[str, Any]:
 
 
 def tasks(spec: dict[str, Any]) -> dict[str, Any]:
-    return spec["root"]["dag"]["tasks"]
+    """Every task of the pipeline, those inside the search's ParallelFor included."""
+    found = dict(spec["root"]["dag"]["tasks"])
+    for task in spec["root"]["dag"]["tasks"].values():
+        inner = spec["components"][task["componentRef"]["name"]].get("dag")
+        if inner:
+            found.update(inner["tasks"])
+    return found
+
+
+def stage_tasks(spec: dict[str, Any]) -> set[str]:
+    return {name for name in tasks(spec) if not name.startswith("for-loop")}
 
 
 def container_of(spec: dict[str, Any], task: str) -> dict[str, Any]:
@@ -105,8 +118,24 @@ def test_committed_spec_loads_as_a_component():
 
 
 def test_the_dag_has_exactly_the_stages_of_the_stage_table(spec):
-    assert set(tasks(spec)) == set(STAGE_NAMES) == set(EXPECTED_UPSTREAM)
-    assert len(STAGE_NAMES) == 7
+    assert stage_tasks(spec) == set(STAGE_NAMES) == set(EXPECTED_UPSTREAM) - {"for-loop-1"} \
+        | {"tune"}
+    assert len(STAGE_NAMES) == 8
+
+
+def test_the_search_fans_out_over_preprocess_plan_and_never_sees_the_test_rows(spec):
+    from keel.pipelines.training import SEARCH_PARALLELISM
+
+    loop = spec["root"]["dag"]["tasks"]["for-loop-1"]
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--preprocess-Output"
+    assert loop["iteratorPolicy"]["parallelismLimit"] == SEARCH_PARALLELISM
+    # the trials get the training rows and the feature spec, never the test split
+    given = {ref["taskOutputArtifact"]["outputArtifactKey"]
+             for ref in loop["inputs"]["artifacts"].values()}
+    assert given == {"train", "feature_spec"}
+    tune = tasks(spec)["tune"]
+    assert set(tune["inputs"]["artifacts"]) == {"train", "feature_spec"}
+    assert set(tasks(spec)["train"]["inputs"]["artifacts"]) == {"train", "feature_spec"}
 
 
 @pytest.mark.parametrize("stage", STAGE_NAMES)
@@ -134,7 +163,7 @@ def test_nothing_is_pip_installed_when_a_task_starts(spec, stage):
     assert "python3 -m kfp.dsl.executor_main" in text  # the images' venv must provide kfp
 
 
-@pytest.mark.parametrize("task", sorted(EXPECTED_UPSTREAM))
+@pytest.mark.parametrize("task", sorted(set(EXPECTED_UPSTREAM) - {"for-loop-1"}))
 def test_dag_edges(spec, task):
     node = tasks(spec)[task]
     producers = set()
@@ -180,6 +209,8 @@ def test_pipeline_inputs_are_described_and_only_the_data_has_no_default(spec):
 
 def test_component_inputs_are_described(spec):
     for name, component in spec["components"].items():
+        if "dag" in component:  # the ParallelFor's inner DAG: its inputs are KFP's channels
+            continue
         for kind in ("artifacts", "parameters"):
             for input_name, definition in component["inputDefinitions"].get(kind, {}).items():
                 assert definition.get("description", "").strip(), (

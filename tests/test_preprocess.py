@@ -1,4 +1,4 @@
-"""Unit tests of keel.preprocess: the seeded split, the feature spec and the transformer."""
+"""Unit tests of keel.preprocess: the stable split, the feature spec, the transformer, the plan."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from keel.preprocess import (
     feature_spec,
     resolve_encoding,
     run,
-    split,
 )
+from keel.split import apply, make_rule
 from keel.validate import schema_hash
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,13 +94,18 @@ def features(rows: int = 40) -> pd.DataFrame:
 # --- split -------------------------------------------------------------------------------------
 
 
-def test_split_is_deterministic_for_a_seed_and_differs_for_another():
-    frame = labelled({"a": 30, "b": 20, "c": 10})
+def split(frame: pd.DataFrame, schema: TableSchema, test_size: float, **kwargs: Any
+          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return apply(frame, schema, make_rule(frame, schema, test_size, **kwargs))
+
+
+def test_the_split_does_not_depend_on_the_seed_and_the_salt_draws_another():
+    frame = labelled({"a": 300, "b": 200, "c": 100})
     schema = schema_for(frame, "classification")
 
-    train1, test1 = split(frame, schema, 0.25, seed=7)
-    train2, test2 = split(frame, schema, 0.25, seed=7)
-    _, other = split(frame, schema, 0.25, seed=8)
+    train1, test1 = split(frame, schema, 0.25)
+    train2, test2 = split(frame, schema, 0.25)
+    _, other = split(frame, schema, 0.25, salt="another")
 
     pd.testing.assert_frame_equal(train1, train2)
     pd.testing.assert_frame_equal(test1, test2)
@@ -108,41 +113,23 @@ def test_split_is_deterministic_for_a_seed_and_differs_for_another():
 
 
 def test_split_is_a_partition_with_fresh_indexes():
-    frame = labelled({"a": 30, "b": 20, "c": 10})
-    train, test = split(frame, schema_for(frame, "classification"), 0.25, seed=1)
+    frame = labelled({"a": 300, "b": 200, "c": 100})
+    train, test = split(frame, schema_for(frame, "classification"), 0.25)
 
-    assert len(test) == 15 and len(train) == 45
-    assert sorted([*train["id"], *test["id"]]) == list(range(60))
-    assert list(train.index) == list(range(45)) and list(test.index) == list(range(15))
+    assert abs(len(test) - 150) < 40 and len(train) + len(test) == 600
+    assert sorted([*train["id"], *test["id"]]) == list(range(600))
+    assert list(train.index) == list(range(len(train)))
+    assert list(test.index) == list(range(len(test)))
     # rows stay whole: each id keeps its own x and label
     merged = pd.concat([train, test]).set_index("id").sort_index()
     pd.testing.assert_frame_equal(merged, frame.set_index("id"))
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_classification_split_keeps_class_proportions_within_one_row(seed):
-    counts = {"common": 90, "rare": 10, "middle": 20}
-    test_size = 0.3
-    frame = labelled(counts)
-    train, test = split(frame, schema_for(frame, "classification"), test_size, seed)
-    for label, n in counts.items():
-        assert abs((test["label"] == label).sum() - n * test_size) <= 1, label
-        assert (train["label"] == label).sum() + (test["label"] == label).sum() == n
-
-
-def test_regression_split_is_not_stratified_and_works_on_continuous_targets():
-    frame = pd.DataFrame({"x": np.arange(50.0), "price": np.linspace(0.1, 99.9, 50)})
-    train, test = split(frame, schema_for(frame, "regression", target="price"), 0.2, seed=0)
-    assert (len(train), len(test)) == (40, 10)
+def test_regression_split_works_on_continuous_targets():
+    frame = pd.DataFrame({"x": np.arange(500.0), "price": np.linspace(0.1, 99.9, 500)})
+    train, test = split(frame, schema_for(frame, "regression", target="price"), 0.2)
+    assert abs(len(test) - 100) < 30
     assert sorted([*train["price"], *test["price"]]) == frame["price"].tolist()
-
-
-def test_seed_given_as_a_whole_float_splits_like_the_int():
-    """KFP hands ints to a component as floats: 7.0 is the seed 7."""
-    frame = labelled({"a": 30, "b": 20})
-    schema = schema_for(frame, "classification")
-    pd.testing.assert_frame_equal(split(frame, schema, 0.25, 7.0)[1],
-                                  split(frame, schema, 0.25, 7)[1])
 
 
 @pytest.mark.parametrize(
@@ -156,36 +143,36 @@ def test_seed_given_as_a_whole_float_splits_like_the_int():
 def test_test_size_outside_zero_one_is_a_parameter_error(test_size, expected):
     frame = labelled({"a": 10, "b": 10})
     with pytest.raises(ParameterError) as caught:
-        split(frame, schema_for(frame, "classification"), test_size, seed=0)
+        split(frame, schema_for(frame, "classification"), test_size)
     message = str(caught.value)
     assert message.startswith("[preprocess] The 'test_size' parameter of preprocess must be ")
     assert expected in message and message.endswith(f"Got {test_size!r}.")
 
 
 @pytest.mark.parametrize("seed", [-1, 1.5, 2**32, "7", None, True])
-def test_bad_seed_is_a_parameter_error(seed):
+def test_bad_seed_is_a_parameter_error(tmp_path, seed):
     frame = labelled({"a": 10, "b": 10})
     with pytest.raises(ParameterError) as caught:
-        split(frame, schema_for(frame, "classification"), 0.25, seed)
+        run_stage(tmp_path, frame, schema_for(frame, "classification"), seed=seed)
     message = str(caught.value)
     assert message.startswith("[preprocess] The 'seed' parameter of preprocess must be ")
     assert message.endswith(f"Got {seed!r}.")
 
 
 @pytest.mark.parametrize(
-    ("frame", "task", "test_size"),
+    ("frame", "task", "test_size", "expected"),
     [
-        (labelled({"a": 2, "b": 2}), "classification", 0.25),  # 1 test row for 2 classes
-        (labelled({"a": 2, "b": 2, "c": 2}), "classification", 0.9),  # no train row per class
-        (pd.DataFrame({"x": [1.0], "label": [2.0]}), "regression", 0.5),
+        (labelled({"a": 2, "b": 2}), "classification", 0.01, "leaves the test split empty"),
+        (labelled({"a": 2, "b": 2, "c": 2}), "classification", 0.99,
+         "leaves the training split empty"),
+        (pd.DataFrame({"x": [1.0], "label": [2.0]}), "regression", 0.5, "leaves the"),
     ],
 )
-def test_too_few_rows_is_a_data_validation_error(frame, task, test_size):
+def test_too_few_rows_is_a_data_validation_error(frame, task, test_size, expected):
     with pytest.raises(DataValidationError) as caught:
-        split(frame, schema_for(frame, task), test_size, seed=0)
+        split(frame, schema_for(frame, task), test_size)
     message = str(caught.value)
-    assert message.startswith("[preprocess] ")
-    assert f"Cannot split {len(frame)} rows with test_size={test_size}" in message
+    assert message.startswith("[preprocess] ") and expected in message
 
 
 # --- feature spec ------------------------------------------------------------------------------
@@ -456,25 +443,65 @@ def test_fitted_transformer_loads_where_keel_is_not_installed(tmp_path, estimato
 # --- stage entry point -------------------------------------------------------------------------
 
 
-def test_run_writes_train_test_and_spec(tmp_path):
-    frame = labelled({"a": 12, "b": 8})
+def run_stage(folder: Path, frame: pd.DataFrame, schema: TableSchema, **settings: Any
+              ) -> tuple[list[str], list[str]]:
+    """The preprocess stage on ``frame``: its trials, and the paths of its four outputs."""
+    frame.to_parquet(folder / "valid.parquet", index=False)
+    schema.write(folder / "schema.json")
+    outs = [str(folder / n) for n in ("train.parquet", "test.parquet", "spec.json", "split.json")]
+    trials = run(str(folder / "valid.parquet"), str(folder / "schema.json"),
+                 settings.pop("test_size", 0.25), settings.pop("encoding", "ordinal"), *outs,
+                 **settings)
+    return trials, outs
+
+
+def test_run_writes_train_test_spec_split_and_the_plan(tmp_path):
+    frame = labelled({"a": 120, "b": 80})
     schema = schema_for(frame, "classification")
-    frame.to_parquet(tmp_path / "valid.parquet", index=False)
-    schema.write(tmp_path / "schema.json")
-    outs = [str(tmp_path / n) for n in ("train.parquet", "test.parquet", "spec.json")]
 
-    counts = run(str(tmp_path / "valid.parquet"), str(tmp_path / "schema.json"), 0.25, 5,
-                 "ordinal", *outs)
+    trials, outs = run_stage(tmp_path, frame, schema, estimator="hist_gradient_boosting",
+                             params='{"max_iter": 20}', seed=5)
 
-    assert counts == SplitResult(train_rows=15, test_rows=5)
+    assert [json.loads(t) for t in trials] == [
+        {"index": 0, "params": {"max_iter": 20}, "method": "none"}]
     train, test = pd.read_parquet(outs[0]), pd.read_parquet(outs[1])
-    expected_train, expected_test = split(frame, schema, 0.25, 5)
+    expected_train, expected_test = split(frame, schema, 0.25)
     pd.testing.assert_frame_equal(train, expected_train)
     pd.testing.assert_frame_equal(test, expected_test)
     written = FeatureSpec.read(outs[2])
     assert written == feature_spec(schema, "ordinal")
     assert written.encoding == "ordinal" and written.numeric == ["id", "x"]
     assert json.loads(Path(outs[2]).read_text())["encoding"] == "ordinal"
+    result = SplitResult.read(outs[3])
+    assert (result.train_rows, result.test_rows) == (len(train), len(test))
+    assert result.rule == make_rule(frame, schema, 0.25)
+
+
+def test_run_plans_a_grid_and_splits_by_key_or_time(tmp_path):
+    frame = labelled({"a": 120, "b": 80}).assign(
+        customer=lambda f: f["id"] % 40,
+        when=pd.date_range("2026-01-01", periods=200, freq="D").astype("datetime64[us]"))
+    schema = schema_for(frame, "classification")
+    trials, outs = run_stage(tmp_path, frame, schema, estimator="hist_gradient_boosting",
+                             grid=json.dumps({"max_depth": [2, 3], "learning_rate": [0.1, 0.2]}),
+                             split_key=["customer"])
+    assert len(trials) == 4 and {json.loads(t)["method"] for t in trials} == {"grid"}
+    test = pd.read_parquet(outs[1])
+    train = pd.read_parquet(outs[0])
+    assert set(test["customer"]).isdisjoint(set(train["customer"]))
+    assert SplitResult.read(outs[3]).rule.columns == ["customer"]
+
+    _, outs = run_stage(tmp_path, frame, schema, split_time_column="when", test_size=0.2)
+    test, train = pd.read_parquet(outs[1]), pd.read_parquet(outs[0])
+    assert len(test) == 40 and test["when"].min() > train["when"].max()
+
+
+def test_run_refuses_a_bad_grid_before_splitting(tmp_path):
+    frame = labelled({"a": 12, "b": 8})
+    with pytest.raises(ParameterError, match="grid"):
+        run_stage(tmp_path, frame, schema_for(frame, "classification"),
+                  estimator="hist_gradient_boosting", grid=json.dumps({"no_such_param": [1, 2]}))
+    assert not (tmp_path / "train.parquet").exists()
 
 
 def test_run_refuses_a_schema_document_that_is_not_one(tmp_path):
@@ -483,10 +510,11 @@ def test_run_refuses_a_schema_document_that_is_not_one(tmp_path):
     frame = labelled({"a": 12, "b": 8})
     frame.to_parquet(tmp_path / "valid.parquet", index=False)
     (tmp_path / "schema.json").write_text(json.dumps({"target": "label", "task": "classification"}))
-    outs = [str(tmp_path / n) for n in ("train.parquet", "test.parquet", "spec.json")]
+    outs = [str(tmp_path / n) for n in ("train.parquet", "test.parquet", "spec.json",
+                                        "split.json")]
 
     with pytest.raises(ContractError) as caught:
-        run(str(tmp_path / "valid.parquet"), str(tmp_path / "schema.json"), 0.25, 5, "ordinal",
+        run(str(tmp_path / "valid.parquet"), str(tmp_path / "schema.json"), 0.25, "ordinal",
             *outs)
 
     assert str(caught.value).startswith("[preprocess] The schema document")

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from keel import evaluate, ingest, preprocess, promote, publish, train, validate
-from keel.contracts import ContractError, Decision, Publication
+from keel.contracts import ContractError, Decision, Publication, SplitResult
 from keel.errors import RegistryConflict
 from keel.registry import Registry
 from keel.stages import STAGE_NAMES
@@ -38,23 +38,29 @@ def run_stages(folder: Path, store: str, thresholds: dict | None = None) -> dict
     frame.to_csv(folder / "table.csv", index=False)
     p = {name: str(folder / name) for name in (
         "snapshot.parquet", "dataset.parquet", "schema.json", "report.md", "train.parquet",
-        "test.parquet", "spec.json", "model.joblib", "record.json", "decision.json")}
+        "test.parquet", "spec.json", "split.json", "model.joblib", "record.json",
+        "decision.json", "report.json", "model_card.html")}
     result = ingest.ingest(str(folder / "table.csv"), p["snapshot.parquet"])
     p["ingest"] = result.to_json()
     validate.run(p["snapshot.parquet"], "churn", "auto", p["dataset.parquet"], p["schema.json"],
                  p["report.md"])
-    preprocess.run(p["dataset.parquet"], p["schema.json"], 0.25, 0, "auto", p["train.parquet"],
-                   p["test.parquet"], p["spec.json"])
+    trials = preprocess.run(p["dataset.parquet"], p["schema.json"], 0.25, "auto",
+                            p["train.parquet"], p["test.parquet"], p["spec.json"], p["split.json"],
+                            estimator="linear")
+    assert len(trials) == 1  # no search asked for
     train.run(p["train.parquet"], p["spec.json"], "linear", "{}", 0, p["model.joblib"],
               p["record.json"])
     evaluate.run(p["model.joblib"], p["test.parquet"], p["spec.json"], p["schema.json"], store,
-                 MODEL, thresholds or {}, "", p["decision.json"])
+                 MODEL, thresholds or {}, "", p["decision.json"], p["report.json"],
+                 replace_default_rule=bool(thresholds), bootstrap_rounds=100)
     return p
 
 
 def publish_from(p: dict[str, str], store: str, run_id: str = "run-1") -> Publication:
     return publish.run(store, MODEL, p["model.joblib"], p["snapshot.parquet"], p["schema.json"],
-                       p["spec.json"], p["record.json"], p["decision.json"], p["ingest"], run_id)
+                       p["spec.json"], p["record.json"], p["decision.json"], p["ingest"], run_id,
+                       split_path=p["split.json"], report_path=p["report.json"],
+                       card_out=p["model_card.html"])
 
 
 def test_publish_writes_a_version_and_never_moves_production(store_uri, tmp_path):
@@ -74,7 +80,12 @@ def test_publish_writes_a_version_and_never_moves_production(store_uri, tmp_path
     assert set(manifest.environment.images) == set(STAGE_NAMES)
     assert manifest.environment.git_commit and manifest.environment.scikit_learn
     assert manifest.training.estimator == "linear" and manifest.run_id == "run-1"
-    assert set(manifest.files) == {"model.joblib", "schema.json", "feature_spec.json"}
+    assert set(manifest.files) == {"model.joblib", "schema.json", "feature_spec.json",
+                                   "model_card.html"}
+    assert manifest.split == SplitResult.read(p["split.json"]).rule
+    assert manifest.split.method == "hash" and manifest.split.columns == ["age", "churn", "city"]
+    card = registry.store.read_bytes("registry/churn/versions/1/model_card.html").decode()
+    assert card == Path(p["model_card.html"]).read_text() and "churn" in card
 
 
 def test_a_passed_decision_moves_the_alias(store_uri, tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import keel.storage
-from keel.contracts import ContractError, Manifest
+from keel.contracts import SCHEMA_VERSION, ContractError, Manifest
 from keel.errors import IntegrityError, ParameterError, RegistryConflict, RegistryError
 from keel.registry import (
     MANIFEST_FILE,
@@ -117,7 +117,7 @@ def test_publish_numbers_versions_from_one(registry, model_files):
     assert manifest.model == MODEL and manifest.version == 2
     assert manifest.metrics == {"roc_auc": 0.9}
     assert manifest.registered_at
-    assert manifest.schema_version == 2
+    assert manifest.schema_version == SCHEMA_VERSION
 
 
 def test_manifest_records_the_sha256_of_every_file(registry, model_files):

@@ -164,13 +164,13 @@ def test_bad_settings_are_refused_with_the_stage_the_setting_and_what_arrived(ca
 def test_the_stages_check_with_the_same_code():
     """A run submitted straight to Kubeflow gets the same error from the stage itself."""
     from keel.contracts import TableSchema
-    from keel.preprocess import split
+    from keel.split import make_rule
 
     with pytest.raises(ParameterError) as before:
         check_settings({**GOOD, "test_size": math.nan})
     schema = TableSchema.read("tests/data/store-0.1.0/registry/credit/versions/1/schema.json")
     with pytest.raises(ParameterError) as in_stage:
-        split(pd.DataFrame({"Status": ["a", "b"] * 5}), schema, math.nan, 0)
+        make_rule(pd.DataFrame({"Status": ["a", "b"] * 5}), schema, math.nan)
     assert str(in_stage.value) == str(before.value)
     assert checked("seed", 7.0) == 7
 

@@ -338,7 +338,8 @@ def test_record_says_what_was_fitted_and_how():
     assert isinstance(record, TrainRecord)
     assert set(record.to_dict()) == {
         "schema_version", "estimator", "estimator_class", "params", "effective_params",
-        "encoding", "features", "train_rows", "fit_seconds", "seed"}
+        "encoding", "features", "train_rows", "fit_seconds", "seed", "search"}
+    assert record.search is None  # one parameter set: no search
     assert record.estimator == "linear"
     assert record.estimator_class == "LogisticRegression"
     assert record.params == {"C": 0.5}

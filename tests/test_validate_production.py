@@ -337,19 +337,20 @@ def test_a_store_written_by_keel_0_1_0_is_compared_too(tmp_path):
 
 # -- evaluate: an allowed change is not compared with production ----------------------------------
 def test_evaluate_does_not_compare_production_after_an_allowed_target_change(tmp_path):
-    from keel.contracts import FeatureSpec
-    from keel.evaluate import decide, score_baseline
+    from keel.evaluate import compare, decide
+    from keel.metrics import Predictions
 
     store = str(tmp_path / "store")
     register(store, tmp_path / "v1", customers(), "status")
     schema = TableSchema.read(schema_of(tmp_path / "now", customers(), "price"))
-    spec = FeatureSpec(target="price", task="regression", numeric=["income"], categorical=[],
-                       encoding="auto")
     registry = Registry(open_store(store), MODEL)
     test = customers().head(10)
+    candidate = Predictions(test["price"], test["price"].to_numpy())
 
-    baseline = score_baseline(registry, test, spec, schema, allowed_change=True)
-    assert baseline is not None and baseline.metrics is None
+    compared = compare(registry, test, schema, candidate, allowed_change=True)
+    assert compared is not None and compared.comparison is None
+    baseline = compared.baseline
+    assert baseline.metrics is None
     assert (baseline.version, baseline.generation) == (1, 1)  # promote still needs the generation
     assert "this run would predict 'price' (regression)" in (baseline.not_compared or "")
     decision = decide({"rmse": 1.0}, baseline, {"rmse": {"min_absolute_change": 0.0}}, 10)
@@ -359,4 +360,4 @@ def test_evaluate_does_not_compare_production_after_an_allowed_target_change(tmp
     # Without the permission, production is loaded and scored as usual (here: the stand-in file
     # is no model, so the registry refuses it: damage or garbage is never a gate result).
     with pytest.raises(RegistryError):
-        score_baseline(registry, test, spec, schema, allowed_change=False)
+        compare(registry, test, schema, candidate, allowed_change=False)
