@@ -10,6 +10,7 @@ def preprocess(
     dataset: dsl.Input[dsl.Dataset],
     schema: dsl.Input[dsl.Artifact],
     test_size: float,
+    min_test_rows: int,
     split_key: list,
     split_time_column: str,
     split_salt: str,
@@ -40,6 +41,6 @@ def preprocess(
     from keel.preprocess import run
 
     return run(dataset.path, schema.path, test_size, encoding, train.path, test.path,
-               feature_spec.path, split.path, split_key=split_key,
+               feature_spec.path, split.path, min_test_rows=min_test_rows, split_key=split_key,
                split_time_column=split_time_column, split_salt=split_salt, estimator=estimator,
                params=params, grid=grid, search_random=search_random, seed=seed)

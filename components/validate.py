@@ -19,6 +19,9 @@ def validate(
     store: str = "",
     model_name: str = "",
     allow_target_change: bool = False,
+    split_key: list = [],  # noqa: B006 - KFP reads defaults from the signature
+    split_time_column: str = "",
+    slices: list = [],  # noqa: B006
 ) -> str:
     """Infer the schema, drop unusable rows and columns, check it against production, report.
 
@@ -39,4 +42,5 @@ def validate(
     return run(snapshot.path, target, task, dataset.path, schema.path, report.path,
                test_size=test_size, min_test_rows=min_test_rows,
                min_class_test_rows=min_class_test_rows, store=store, model_name=model_name,
-               allow_target_change=allow_target_change).task
+               allow_target_change=allow_target_change, split_key=split_key,
+               split_time_column=split_time_column, slices=slices).task

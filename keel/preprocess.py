@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from keel.contracts import FeatureSpec, SplitResult, TableSchema
-from keel.errors import reports_errors
+from keel.errors import DataValidationError, reports_errors
 from keel.estimators import Estimator
 from keel.settings import DEFAULTS, checked
-from keel.split import apply, make_rule
+from keel.split import apply, describe, make_rule
 
 # Categories seen fewer times than this in training are grouped as "infrequent".
 MIN_CATEGORY_COUNT = 5
@@ -107,7 +107,8 @@ def build_transformer(spec: FeatureSpec, encoding: str, estimator: Estimator) ->
 def run(
     dataset_path: str, schema_path: str, test_size: float, encoding: str,
     train_out: str, test_out: str, spec_out: str, split_out: str, *,
-    split_key: Sequence[str] = (), split_time_column: str = "", split_salt: str = "keel",
+    min_test_rows: int = DEFAULTS["min_test_rows"], split_key: Sequence[str] = (),
+    split_time_column: str = "", split_salt: str = "keel",
     estimator: str = DEFAULTS["estimator"], params: str = "{}",
     grid: str = "{}", search_random: int = 0, seed: int = 0,
 ) -> list[str]:
@@ -129,6 +130,12 @@ def run(
                      checked("split_time_column", split_time_column),
                      checked("split_salt", split_salt))
     train, test = apply(frame, schema, rule)
+    fewest = checked("min_test_rows", min_test_rows)
+    if len(test) < fewest:
+        raise DataValidationError(
+            f"The split ({describe(rule)}) puts {len(test)} of {len(frame)} rows in the test "
+            f"split; at least {fewest} are needed (min_test_rows). Raise test_size, add rows, or "
+            "lower min_test_rows.", stage="preprocess")
     train.to_parquet(train_out, index=False, compression="zstd")
     test.to_parquet(test_out, index=False, compression="zstd")
     spec.write(spec_out)

@@ -518,6 +518,19 @@ def report_markdown(schema: TableSchema, notes: Sequence[str] = ()) -> str:
     return "\n".join(lines) + "\n"
 
 
+def require_columns(schema: TableSchema, named: dict[str, list[str]]) -> None:
+    """Every column a setting names is a column of the table (features or not)."""
+    columns = [c.name for c in schema.columns]
+    for setting, wanted in named.items():
+        missing = [c for c in wanted if c not in columns]
+        if missing:
+            shown = ", ".join(map(repr, columns[:20])) + (", ..." if len(columns) > 20 else "")
+            raise SchemaError(
+                f"The {setting!r} parameter of {SETTINGS[setting].stage} must name columns of "
+                f"the table. Got {', '.join(map(repr, missing))}; the columns are {shown}.",
+                stage="validate")
+
+
 @reports_errors
 def run(
     snapshot_path: str,
@@ -533,8 +546,14 @@ def run(
     store: str = "",
     model_name: str = "",
     allow_target_change: bool = False,
+    split_key: Sequence[str] = (),
+    split_time_column: str = "",
+    slices: Sequence[str] = (),
 ) -> TableSchema:
     """The validate stage: usable rows, schema document and Markdown report; returns the schema.
+
+    The columns later stages are told to use (``split_key``, ``split_time_column``, ``slices``)
+    are checked here, so that a misspelt one stops the run before anything is trained.
 
     With ``store`` and ``model_name`` (the pipeline always gives both) the run is compared with
     the model's production version; with neither (the component used on its own) it is not.
@@ -552,6 +571,9 @@ def run(
     min_test_rows = checked("min_test_rows", min_test_rows)
     min_class_test_rows = checked("min_class_test_rows", min_class_test_rows)
     allow_target_change = checked("allow_target_change", allow_target_change)
+    named = {"split_key": checked("split_key", list(split_key)),
+             "split_time_column": [checked("split_time_column", split_time_column)] if
+             split_time_column else [], "slices": checked("slices", list(slices))}
     compared = bool(store)
     production = None
     if compared:
@@ -561,6 +583,7 @@ def run(
         min_test_rows=min_test_rows, min_class_test_rows=min_class_test_rows,
         production=production, allow_target_change=allow_target_change,
     )
+    require_columns(schema, named)
     schema.write(schema_out)
     with open(report_out, "w") as f:
         f.write(report_markdown(schema, [production_note(production, schema, compared)]))

@@ -63,13 +63,14 @@ def training_pipeline(
     checked = as_stage(validate(
         snapshot=ingested.outputs["snapshot"], target=target, task=task, test_size=test_size,
         min_test_rows=min_test_rows, min_class_test_rows=min_class_test_rows, store=store,
-        model_name=model_name, allow_target_change=allow_target_change,
+        model_name=model_name, allow_target_change=allow_target_change, split_key=split_key,
+        split_time_column=split_time_column, slices=slices,
     ))
     split = as_stage(preprocess(
         dataset=checked.outputs["dataset"], schema=checked.outputs["schema"],
-        test_size=test_size, split_key=split_key, split_time_column=split_time_column,
-        split_salt=split_salt, encoding=encoding, estimator=estimator, params=params, grid=grid,
-        search_random=search_random, seed=seed,
+        test_size=test_size, min_test_rows=min_test_rows, split_key=split_key,
+        split_time_column=split_time_column, split_salt=split_salt, encoding=encoding,
+        estimator=estimator, params=params, grid=grid, search_random=search_random, seed=seed,
     ))
     # One trial per parameter set; with no search, one trial that returns at once.
     with dsl.ParallelFor(split.outputs["Output"], parallelism=SEARCH_PARALLELISM) as trial:

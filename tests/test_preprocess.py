@@ -496,6 +496,18 @@ def test_run_plans_a_grid_and_splits_by_key_or_time(tmp_path):
     assert len(test) == 40 and test["when"].min() > train["when"].max()
 
 
+def test_run_refuses_a_test_split_smaller_than_min_test_rows(tmp_path):
+    frame = labelled({"a": 60, "b": 40})
+    schema = schema_for(frame, "classification")
+    _, outs = run_stage(tmp_path, frame, schema, min_test_rows=0)
+    rows = len(pd.read_parquet(outs[1]))
+    with pytest.raises(DataValidationError) as caught:
+        run_stage(tmp_path, frame, schema, min_test_rows=rows + 1)
+    message = str(caught.value)
+    assert f"puts {rows} of 100 rows in the test split; at least {rows + 1} are needed" in message
+    assert "Raise test_size" in message
+
+
 def test_run_refuses_a_bad_grid_before_splitting(tmp_path):
     frame = labelled({"a": 12, "b": 8})
     with pytest.raises(ParameterError, match="grid"):
