@@ -922,3 +922,32 @@ def test_a_challenger_better_overall_but_worse_on_a_slice_is_rejected_by_a_slice
     drops = {c.slice: c for c in sliced.decision.checks if c.check == "slice_drop"}
     assert not drops["c=b"].passed and drops["c=a"].passed  # ... clearly worse on b
     assert sliced.decision.passed is False
+
+
+def test_a_version_without_a_split_rule_is_compared_only_on_rows_outside_its_data(tmp_path):
+    """Keel 0.1.0's versions record no rule: rows of their data snapshot are never scored."""
+    from keel.registry import Registry
+    from keel.storage import open_store
+
+    schema = table_schema(classes=["bad", "good"], numeric=["x"], categorical=["c"], rows=400)
+    store = tmp_path / "store"
+    old_data = credit_rows(400, seed=1)
+    production = fitted(tmp_path / "v1", schema, old_data)
+    decision = decide({"roc_auc": 0.8}, None, {"roc_auc": {"lower": 0.5}}, 10)
+    publish_and_promote(store, production, decision, rule=None)
+    registry = Registry(open_store(str(store)), "credit")
+    registry.store_snapshot(saved(tmp_path / "snapshot.parquet", old_data), "0" * 64)
+    test = pd.concat([old_data.iloc[:60], credit_rows(90, seed=5)], ignore_index=True)
+    mine = predict(production["model"], test, production["spec"])
+
+    compared = compare(registry, test, schema, mine)
+    assert compared.comparable.tolist() == [False] * 60 + [True] * 90
+    assert compared.comparison.excluded == 60 and "no recorded split rule" in (
+        compared.comparison.reason)
+
+    same_table = compare(registry, old_data.iloc[:100], schema, predict(
+        production["model"], old_data.iloc[:100], production["spec"]))
+    assert same_table.comparison.rows == 0
+    record = decide({"roc_auc": 0.8}, same_table.baseline, {"roc_auc": {"min_absolute_change": 0}},
+                    100, comparison=same_table.comparison, min_rows=20)
+    assert not record.passed and "only 0 of 100 test rows" in record.checks[0].note
