@@ -127,7 +127,7 @@ def run(
     frame = pd.read_parquet(dataset_path)
     rule = make_rule(frame, schema, checked("test_size", test_size),
                      checked("split_key", list(split_key)),
-                     checked("split_time_column", split_time_column),
+                     checked("split_time_column", split_time_column, split_key=list(split_key)),
                      checked("split_salt", split_salt))
     train, test = apply(frame, schema, rule)
     fewest = checked("min_test_rows", min_test_rows)

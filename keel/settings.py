@@ -174,10 +174,21 @@ def _columns(setting: Setting, value: Any, values: Mapping[str, Any]) -> list[st
     return list(value)
 
 
-def _column(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
+def _time_column(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
     if not isinstance(value, str) or (value and not value.strip()):
         raise setting.fail("a column name, or empty for none", value)
+    if value and values.get("split_key"):
+        raise setting.fail(
+            f"empty when split_key is given (a split is by key or by time, not both; split_key "
+            f"is {list(values['split_key'])!r})", value)
     return value
+
+
+def _rounds(setting: Setting, value: Any, values: Mapping[str, Any]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or value != int(value) or not 0 <= value <= 100_000:
+        raise setting.fail("a whole number of resamples from 0 to 100000", value)
+    return int(value)
 
 
 def _grid(setting: Setting, value: Any, values: Mapping[str, Any]) -> dict[str, list[Any]]:
@@ -367,7 +378,7 @@ def _table() -> dict[str, Setting]:
                 from_cli=columns_from_cli, metavar="COLUMN",
                 cli_help="Column whose values decide a row's side of the holdout (repeatable), "
                          "e.g. a customer id. Default: every feature and the target."),
-        Setting("split_time_column", str, stage="preprocess", default="", check=_column,
+        Setting("split_time_column", str, stage="preprocess", default="", check=_time_column,
                 help="Split by time instead: the newest test_size share of rows by this "
                      "column is the test split."),
         Setting("split_salt", str, stage="preprocess", default="keel", check=_non_empty,
@@ -396,7 +407,7 @@ def _table() -> dict[str, Setting]:
                      "production, or the conservative end of its bootstrap interval."),
         Setting("confidence", float, stage="evaluate", default=0.95, check=_fraction,
                 help="Level of the paired-bootstrap intervals of candidate minus production."),
-        Setting("bootstrap_rounds", int, stage="evaluate", default=1000, check=_count,
+        Setting("bootstrap_rounds", int, stage="evaluate", default=1000, check=_rounds,
                 help="Resamples of the comparable test rows for the intervals (0: none)."),
         Setting("slices", list, stage="evaluate", default=[], check=_columns,
                 help="Columns to report the metrics per value of (numbers: per quantile bin); "
