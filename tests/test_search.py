@@ -691,3 +691,20 @@ def test_an_eight_point_grid_search_chooses_the_best_on_validation_rows(tmp_path
     model = joblib.load(tmp_path / "model.joblib").named_steps["model"]
     assert {name: model.get_params()[name] for name in grid} == {
         name: results[best].params[name] for name in grid}
+
+
+def test_a_trial_run_by_keel_locally_gets_its_share_of_the_cores(monkeypatch):
+    """kfp.local runs two trials at once: each limits its OpenMP/BLAS pools before they start."""
+    import os
+
+    from keel import tune
+    from keel.local_run import LOCAL_TRIAL_THREADS
+
+    for pool in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(pool, "0")  # so that the undo removes what the trial sets
+        monkeypatch.delenv(pool)
+    monkeypatch.setenv(tune.TRIAL_THREADS_ENV, str(LOCAL_TRIAL_THREADS))
+    item = json.dumps({"index": 0, "params": {}, "method": "none"})
+    assert tune.run("unused.parquet", "unused.json", "linear", item, 0, 0.2) == ""
+    assert os.environ["OMP_NUM_THREADS"] == str(LOCAL_TRIAL_THREADS)
+    assert LOCAL_TRIAL_THREADS == max(1, (os.cpu_count() or 2) // 2)
