@@ -41,6 +41,11 @@ SUFFIXES = {
 }
 
 
+def stable_gzip(data: bytes) -> bytes:
+    """Gzip with no timestamp: the bytes (and so the test ids xdist compares) never change."""
+    return gzip.compress(data, mtime=0)
+
+
 def test_format_names_come_from_the_table_in_order():
     assert FORMAT_NAMES == ("csv", "parquet", "jsonl")
     assert tuple(f.name for f in FORMATS) == FORMAT_NAMES
@@ -99,10 +104,10 @@ def rows_of(path: Path, fmt: str = "auto") -> tuple[list[str], list[dict[str, ob
     [
         ("t.csv", b"a,b\n1,x\n2,y\n"),
         ("t.tsv", b"a\tb\n1\tx\n2\ty\n"),
-        ("t.csv.gz", gzip.compress(b"a,b\n1,x\n2,y\n")),
-        ("t.tsv.gz", gzip.compress(b"a\tb\n1\tx\n2\ty\n")),
+        ("t.csv.gz", stable_gzip(b"a,b\n1,x\n2,y\n")),
+        ("t.tsv.gz", stable_gzip(b"a\tb\n1\tx\n2\ty\n")),
         ("t.jsonl", b'{"a": 1, "b": "x"}\n{"a": 2, "b": "y"}\n'),
-        ("t.ndjson.gz", gzip.compress(b'{"a": 1, "b": "x"}\n{"a": 2, "b": "y"}\n')),
+        ("t.ndjson.gz", stable_gzip(b'{"a": 1, "b": "x"}\n{"a": 2, "b": "y"}\n')),
     ],
 )
 def test_file_source_reads_each_format(tmp_path, name, content):
@@ -220,7 +225,7 @@ def test_non_utf8_json_lines_are_transcoded_in_a_stream(tmp_path, monkeypatch):
         ("header.csv", "café,b\n1,2\n".encode("latin-1"), 3, 1),
         ("value.jsonl", JSONL.encode("latin-1"), 13, 1),  # pyarrow's JSON reader does not check
         ("key.jsonl", '{"café": 1}\n'.encode("latin-1"), 5, 1),
-        ("t.csv.gz", gzip.compress(b"a,b\n" + b"x,y\n" * 1000 + "é,y\n".encode("latin-1")), 4004,
+        ("t.csv.gz", stable_gzip(b"a,b\n" + b"x,y\n" * 1000 + "é,y\n".encode("latin-1")), 4004,
          1002),
         ("cut.csv", b"a\nb\n\xe2\x82", 4, 3),  # a sequence cut by the end of the file
     ],
