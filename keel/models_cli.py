@@ -109,9 +109,15 @@ def list_versions(store: str, model_name: str | None, as_json: bool, debug: bool
             "override": decision.override.to_dict() if decision and decision.override else None,
             "data_version": manifest.data.data_version if manifest else None,
             "metrics": manifest.metrics if manifest else {},
+            # the metrics its gate judged (all of them for a gate without rules): what a person
+            # scans a list for; --json and `models show` have every metric
+            "gated": [m for m in (decision.thresholds if decision else {})
+                      if manifest and m in manifest.metrics],
             **damage_json(check),
         })
     if as_json:
+        for row in rows:
+            del row["gated"]
         echo_json({"model": registry.model, "production_version": production, "versions": rows})
         return
     say(f"Model {registry.model!r} in {registry.store.uri}")
@@ -120,7 +126,8 @@ def list_versions(store: str, model_name: str | None, as_json: bool, debug: bool
         if row["registered_at"] is None:
             say(f"{mark} v{row['version']:<4} DAMAGED   manifest unreadable")
         else:
-            metrics = "  ".join(f"{k} {fmt(v)}" for k, v in row["metrics"].items())
+            shown = row.pop("gated") or list(row["metrics"])
+            metrics = "  ".join(f"{k} {fmt(row['metrics'][k])}" for k in shown)
             state = "DAMAGED  " if row["damaged"] else ""
             say(f"{mark} v{row['version']:<4} {state}{row['registered_at']}  "
                 f"{row['decision']:<8}  data {row['data_version'][:12]}  {metrics}")

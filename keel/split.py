@@ -82,7 +82,13 @@ def is_test(frame: pd.DataFrame, rule: SplitRule) -> np.ndarray:
         unit = (row_hashes(frame, rule.columns, rule.salt) >> np.uint64(11)) / float(2**53)
         return np.asarray(unit < rule.test_size)
     times = _as_time_values(frame[rule.columns[0]], rule.columns[0])
-    cutoff = _parse_cutoff(rule.cutoff or "", times)
+    try:
+        cutoff = _parse_cutoff(rule.cutoff or "", times)
+    except (ValueError, TypeError):
+        raise DataValidationError(
+            f"The split rule's cutoff {rule.cutoff!r} cannot be compared with column "
+            f"{rule.columns[0]!r}, which now holds {times.dtype} values.", stage="preprocess",
+        ) from None
     return np.asarray((times >= cutoff).fillna(False).to_numpy(dtype=bool))
 
 

@@ -511,3 +511,16 @@ def test_list_of_a_production_promoted_by_a_run_shows_no_override(registry):
     assert (origin["action"], origin["reason"], origin["by"]) == ("promote", "test 3", None)
     assert "manual override" not in keel(registry, "list").stdout
 
+
+
+def test_list_shows_the_metrics_the_gate_judged_and_json_every_metric(tmp_path):
+    registry = Registry(LocalStore(tmp_path / "store"), MODEL)
+    (tmp_path / "model.joblib").write_bytes(b"a model")
+    registry.publish({MODEL_FILE: tmp_path / "model.joblib"}, lineage())  # gate on roc_auc
+    human = keel(registry, "list")
+    assert human.exit_code == 0
+    assert "roc_auc 0.8338" in human.stdout and "accuracy" not in human.stdout
+    listed = ok_json(keel(registry, "list", "--json"))
+    assert set(listed["versions"][0]["metrics"]) == {
+        "accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc"}
+    assert "gated" not in listed["versions"][0]

@@ -230,3 +230,14 @@ def test_a_version_without_a_rule_is_judged_by_its_data_snapshot(tmp_path):
     # the snapshot gone from the store: no row's status is known, none is scored
     trained, why = rows_trained_on(test, None, registry, 2, "b" * 64, columns)
     assert trained.all() and "is not in the store" in why
+
+
+def test_a_time_rule_whose_column_changed_type_leaves_every_row_out(tmp_path):
+    frame = frame_of(200)
+    rule = make_rule(frame, schema_of(frame), 0.2, time_column="when")
+    now_numbers = frame.assign(when=np.arange(200.0))
+    with pytest.raises(DataValidationError, match="cannot be compared with column 'when'"):
+        is_test(now_numbers, rule)
+    registry = Registry(open_store(str(tmp_path)), "m")
+    trained, why = rows_trained_on(now_numbers, rule, registry, 4, "0" * 64, ["age"])
+    assert trained.all() and "cannot be applied" in why
