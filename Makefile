@@ -4,10 +4,12 @@ VENV ?= .venv
 STORE ?= .keel
 BIN := $(VENV)/bin
 READY := $(VENV)/.ready
+MLFLOW_VENV := .venv-mlflow
+MLFLOW_READY := $(MLFLOW_VENV)/.ready
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint system-deps compile images lock clean
+.PHONY: help venv run test lint system-deps mlflow-venv compile images lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,7 +28,7 @@ venv: $(READY) ## Create .venv with keel and the test tools installed
 run: $(READY) ## Train on the bundled sample (data/credit.csv) into ./.keel and print the summary
 	$(BIN)/keel run --source data/credit.csv --target Status --store $(STORE)
 
-test: system-deps lint ## Run lint and the whole test suite (starts its own GCS emulator)
+test: system-deps mlflow-venv lint ## Run lint and the whole test suite (starts its own GCS emulator)
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(READY) ## ruff (style, imports, docstrings, no kfp in stage logic) and mypy --strict on keel/
@@ -46,6 +48,17 @@ system-deps: ## Install chromium (Debian) for the browser tests when it is missi
 	  fi; }
 	@command -v chromium >/dev/null 2>&1 || { echo "chromium is still not on PATH after installing it"; exit 1; }
 
+# Full mlflow (the tracking server the MLflow mirror tests start) needs pyarrow < 26: its own venv.
+$(MLFLOW_READY): requirements-mlflow.lock
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
+	  { echo "Keel needs Python 3.11 (python3.11 with venv): set PYTHON=..."; exit 1; }
+	@$(PYTHON) -m venv $(MLFLOW_VENV) || { echo "Install python3-venv (apt-get install python3-venv)"; exit 1; }
+	$(MLFLOW_VENV)/bin/pip install --quiet --disable-pip-version-check pip==26.3
+	$(MLFLOW_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-mlflow.lock
+	@touch $@
+
+mlflow-venv: $(MLFLOW_READY) ## Create .venv-mlflow with the MLflow server the mirror tests run
+
 compile: $(READY) ## Regenerate pipelines/compiled/training.yaml and components/README.md
 	$(BIN)/keel compile
 
@@ -64,5 +77,5 @@ lock: ## Re-pin requirements.lock (runtime) and requirements-test.lock from pypr
 	  $(VENV)-lock/bin/pip freeze | grep -v '^keel' | grep -vxF -f requirements.lock ) > requirements-test.lock
 	rm -rf $(VENV)-lock
 
-clean: ## Remove .venv and the local store
-	rm -rf $(VENV) $(STORE)
+clean: ## Remove .venv, .venv-mlflow and the local store
+	rm -rf $(VENV) $(MLFLOW_VENV) $(STORE)

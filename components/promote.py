@@ -1,10 +1,13 @@
 from kfp import dsl
 
 from keel.images import image
+from keel.settings import document_settings
 
 
 @dsl.component(base_image=image("promote"), install_kfp_package=False)
-def promote(publication: str, decision: dsl.Input[dsl.Artifact], run_id: str) -> str:
+@document_settings
+def promote(publication: str, decision: dsl.Input[dsl.Artifact], run_id: str,
+            mlflow_uri: str = "", model_registry_uri: str = "") -> str:
     """Move the production alias to the published version if the decision passed.
 
     Args:
@@ -17,4 +20,4 @@ def promote(publication: str, decision: dsl.Input[dsl.Artifact], run_id: str) ->
     """
     from keel.promote import run
 
-    return run(publication, decision.path, run_id).to_json()
+    return run(publication, decision.path, run_id, mlflow_uri, model_registry_uri).to_json()

@@ -307,6 +307,9 @@ def print_summary(summary: RunSummary) -> None:
         say(f"  note      {note}")
     for column, reason in summary.excluded_columns.items():
         say(f"  excluded  {column}: {reason}")
+    for name, status in summary.mirrors.items():
+        hint = "" if status == "ok" else f" (repair later: keel models sync --to {name})"
+        say(f"  mirror    {name}: {status}{hint}")
     say(f"  store     {summary.store}")
     if summary.model_card:
         say(f"  card      {summary.model_card}")

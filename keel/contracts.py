@@ -515,6 +515,8 @@ class Promotion(Document):
     promoted: bool
     production_version: int | None
     reason: str
+    #: each mirror (mlflow, kubeflow) and how recording this run went: "ok" or "failed: why"
+    mirrors: dict[str, str] = Field(default_factory=dict)
 
 
 # -- the run summary (built by the CLI from the contracts above) ------------------------------
@@ -580,6 +582,7 @@ class RunSummary(Document):
     search: SummarySearch | None = None
     split: SplitRule | None = None
     model_card: str = ""  # where the version's model card is
+    mirrors: dict[str, str] = Field(default_factory=dict)  # mirror -> "ok" or "failed: why"
 
     @classmethod
     def of(cls, manifest: Manifest, promotion: Promotion, log: str, model_card: str = ""
@@ -614,4 +617,5 @@ class RunSummary(Document):
                 metric=search.metric, candidates=trials, best=trials[search.best]),
             split=manifest.split,
             model_card=model_card,
+            mirrors=promotion.mirrors,
         )

@@ -26,6 +26,31 @@ model_option = click.option("--model", "model_name",
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
+def mirror_options(func: Any) -> Any:
+    """``--mlflow-uri`` and ``--model-registry-uri``: where production moves are mirrored."""
+    func = click.option("--model-registry-uri", default="", metavar="URL",
+                        help="Kubeflow Model Registry to mirror to [default: "
+                             "KEEL_MODEL_REGISTRY_URI, else none].")(func)
+    return click.option("--mlflow-uri", default="", metavar="URI",
+                        help="MLflow tracking server to mirror to [default: "
+                             "MLFLOW_TRACKING_URI, else none].")(func)
+
+
+def mirror_moves(registry: Registry, mlflow_uri: str, model_registry_uri: str) -> dict[str, str]:
+    """Move every configured mirror's production marker; say each failure in one line."""
+    from keel.mirrors import configured_mirrors, mirror_production
+    from keel.settings import checked
+
+    mirrors = configured_mirrors(checked("mlflow_uri", mlflow_uri),
+                                 checked("model_registry_uri", model_registry_uri))
+    statuses = mirror_production(mirrors, registry)
+    for name, status in statuses.items():
+        if status != "ok":
+            say(f"keel: mirror {name} {status}; run `keel models sync --to {name}` later",
+                err=True)
+    return statuses
+
+
 def open_registry(store: str, model_name: str | None) -> Registry:
     """The registry of ``model_name``, or of the only model in the store.
 
@@ -198,18 +223,20 @@ def show(store: str, model_name: str | None, version: int | None, as_json: bool,
 @click.option("--force", is_flag=True,
               help="Allow a version its gate rejected, or one newer than production (needs "
                    "--reason); the event records it. Never allows a damaged version.")
+@mirror_options
 @json_option
 @debug_option()
 def rollback(store: str, model_name: str | None, to: int | None, reason: str, force: bool,
-             as_json: bool, debug: bool) -> None:
+             mlflow_uri: str, model_registry_uri: str, as_json: bool, debug: bool) -> None:
     """Move production back to the previous production version (or to --to N).
 
-    With production.json missing, --to N restores it.
+    With production.json missing, --to N restores it. Configured mirrors follow the move.
     """
     registry = open_registry(store, model_name)
     event = registry.rollback(to=to, reason=reason, force=force)
+    mirrors = mirror_moves(registry, mlflow_uri, model_registry_uri)
     if as_json:
-        echo_json({"model": registry.model, **event})
+        echo_json({"model": registry.model, **event, "mirrors": mirrors})
         return
     if event["action"] == "restore":
         message = (f"Model {registry.model!r}: production.json restored, production is version "
@@ -416,17 +443,20 @@ def diff(a: str, b: str, store: str, model_name: str | None, as_json: bool, debu
 @click.option("--version", type=int, required=True, help="Version to put in production.")
 @click.option("--reason", default=None,
               help="Why production is overridden (required), recorded in the event log.")
+@mirror_options
 @json_option
 @debug_option()
-def promote(store: str, model_name: str | None, version: int, reason: str | None, as_json: bool,
-            debug: bool) -> None:
+def promote(store: str, model_name: str | None, version: int, reason: str | None,
+            mlflow_uri: str, model_registry_uri: str, as_json: bool, debug: bool) -> None:
     """Put a version in production by hand, whatever its gate said: a recorded override.
 
     The event log records the action "override", the reason, who and when. Never moves
-    production to a damaged version.
+    production to a damaged version. Configured mirrors follow the move.
     """
     registry = open_registry(store, model_name)
     event = registry.promote_manually(version, reason)
+    if event is not None:
+        mirror_moves(registry, mlflow_uri, model_registry_uri)
     if event is None:
         if as_json:
             echo_json({"model": registry.model, "moved": False, "production_version": version})
@@ -444,3 +474,36 @@ def promote(store: str, model_name: str | None, version: int, reason: str | None
     if event.get("forced"):
         message += f" Overrode: {'; '.join(event['forced_because'])}."
     say(f"{message} Reason: {event['reason']}")
+
+
+# -- sync ----------------------------------------------------------------------------------------
+@models.command("sync")
+@store_option
+@model_option
+@click.option("--to", "to", type=click.Choice(["mlflow", "kubeflow", "all"]), default="all",
+              show_default=True, help="Which mirror to bring up to date.")
+@mirror_options
+@debug_option()
+def sync(store: str, model_name: str | None, to: str, mlflow_uri: str, model_registry_uri: str,
+         debug: bool) -> None:
+    """Bring a mirror up to date with the store: every version, and production.
+
+    Idempotent: what the mirror already has is left as it is. A mirror that cannot be reached is
+    an error here (exit 1): this is the command that repairs it.
+    """
+    from keel.mirrors import MirrorError, configured_mirrors
+    from keel.mirrors import sync as sync_mirror
+    from keel.settings import checked
+
+    registry = open_registry(store, model_name)
+    mirrors = [m for m in configured_mirrors(checked("mlflow_uri", mlflow_uri),
+                                             checked("model_registry_uri", model_registry_uri))
+               if to in ("all", m.name)]
+    if not mirrors:
+        raise MirrorError(
+            f"No mirror to sync to: give --mlflow-uri or --model-registry-uri (or set "
+            f"MLFLOW_TRACKING_URI or KEEL_MODEL_REGISTRY_URI). Got --to {to} and none set.")
+    for mirror in mirrors:
+        sync_mirror(mirror, registry, lambda line: say(f"  {line}"))
+    say(f"Model {registry.model!r}: {', '.join(m.name for m in mirrors)} up to date with "
+        f"{registry.store.uri}.")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from keel.contracts import Decision, Promotion, Publication
 from keel.errors import reports_errors
 from keel.registry import Registry
+from keel.settings import checked
 from keel.storage import open_store
 
 
@@ -46,10 +47,23 @@ def promote(registry: Registry, version: int, decision: Decision, run_id: str = 
 
 
 @reports_errors
-def run(publication_json: str, decision_path: str, run_id: str) -> Promotion:
-    """The promote stage: reads only the published version (model, store) and the decision."""
+def run(publication_json: str, decision_path: str, run_id: str, mlflow_uri: str = "",
+        model_registry_uri: str = "") -> Promotion:
+    """The promote stage: reads only the published version (model, store) and the decision.
+
+    Then the version and where production is go to the configured mirrors; a mirror that fails
+    is reported in the promotion's ``mirrors``, never an error of the stage.
+    """
+    from keel.mirrors import configured_mirrors, mirror_version
+
     published = Publication.from_json(publication_json, origin="the publish output",
                                       stage="promote")
     decision = Decision.read(decision_path, stage="promote")
+    mirrors = configured_mirrors(checked("mlflow_uri", mlflow_uri),
+                                 checked("model_registry_uri", model_registry_uri))
     registry = Registry(open_store(published.store), published.model)
-    return promote(registry, published.version, decision, run_id)
+    promotion = promote(registry, published.version, decision, run_id)
+    if not mirrors:
+        return promotion
+    return promotion.model_copy(
+        update={"mirrors": mirror_version(mirrors, registry, published.version)})

@@ -379,6 +379,10 @@ class Registry:
                     "rollback --to N --reason TEXT`."
                 ) from exc
 
+    def version_key(self, version: int, name: str) -> str:
+        """The store key of one file of a version."""
+        return self._version_key(version, name)
+
     def file_url(self, version: int, name: str) -> str:
         """The URI of one file of a version (for people: the model card, the manifest)."""
         return self.store.url(self._version_key(version, name))

@@ -219,6 +219,20 @@ def _change_bound(setting: Setting, value: Any, values: Mapping[str, Any]) -> st
     return bound
 
 
+def _http_uri(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
+    if not isinstance(value, str) or (value and not re.match(r"^https?://[^/\s]+", value)):
+        raise setting.fail("an http:// or https:// URL, or empty for none", value)
+    return value
+
+
+def _mlflow_uri(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
+    if not isinstance(value, str) or (value and (value != value.strip() or not re.match(
+            r"^(https?://[^/\s]+|databricks(://\S*)?$|file:|sqlite:)", value))):
+        raise setting.fail("an MLflow tracking URI (http://, https://, databricks, file: or "
+                           "sqlite:), or empty for none", value)
+    return value
+
+
 def _source_format(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
     from keel.sources import check_format_name
 
@@ -418,6 +432,14 @@ def _table() -> dict[str, Setting]:
         Setting("min_slice_rows", int, stage="evaluate", default=30, check=_count,
                 help="Fewest comparable rows a slice needs to be gated (smaller ones are only "
                      "reported)."),
+        Setting("mlflow_uri", str, stage="promote", default="", check=_mlflow_uri,
+                help="MLflow tracking server to mirror runs, versions and the production alias "
+                     "to (empty: MLFLOW_TRACKING_URI, else none). A mirror that fails never "
+                     "stops the run."),
+        Setting("model_registry_uri", str, stage="promote", default="", check=_http_uri,
+                help="Kubeflow Model Registry to register versions in (empty: "
+                     "KEEL_MODEL_REGISTRY_URI, else none). A mirror that fails never stops the "
+                     "run."),
     )
     return {entry.name: entry for entry in entries}
 

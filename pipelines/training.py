@@ -57,6 +57,8 @@ def training_pipeline(
     bootstrap_rounds: int = 1000,
     slices: list = [],  # noqa: B006
     min_slice_rows: int = 30,
+    mlflow_uri: str = "",
+    model_registry_uri: str = "",
 ) -> str:
     ingested = as_stage(ingest(source=source, source_format=source_format,
                                source_encoding=source_encoding))
@@ -102,7 +104,8 @@ def training_pipeline(
     ))
     promoted = as_stage(promote(
         publication=published.outputs["Output"], decision=scored.outputs["decision"],
-        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, mlflow_uri=mlflow_uri,
+        model_registry_uri=model_registry_uri,
     ))
     return promoted.output
 

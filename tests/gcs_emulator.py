@@ -11,10 +11,12 @@ import platform
 import socket
 import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+try:
+    from servers import answers
+except ImportError:  # tests/ imported as a package
+    from tests.servers import answers
 
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -69,18 +71,7 @@ class Emulator:
         raise RuntimeError(f"fake-gcs-server did not start; its log ends with:\n{error}")
 
     def _wait(self, url: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            try:
-                with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1) as response:
-                    if response.status == 200:
-                        return True
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.05)
-        return False
+        return answers(self.process, f"{url}/storage/v1/b", timeout, 0.05)
 
     def stop(self) -> None:
         if self.process is not None:
