@@ -134,13 +134,15 @@ def version_record(registry: Registry, version: int, production: int | None) -> 
     )
 
 
-def mirror_version(mirrors: list[Mirror], registry: Registry, version: int) -> dict[str, str]:
-    """Record ``version`` and where production is now in every mirror; the status of each."""
-    production = registry.alias().version
-    record = version_record(registry, version, production)
+def mirror_version(mirrors: list[Mirror], registry: Registry, version: int,
+                   production: int | None) -> dict[str, str]:
+    """Record ``version`` and ``production`` (where promote left it) in every mirror.
 
+    Reading the version for the mirrors happens inside each mirror's safe call too: after the
+    alias has moved, nothing here may fail the run.
+    """
     def both(mirror: Mirror) -> None:
-        mirror.record_version(record)
+        mirror.record_version(version_record(registry, version, production))
         mirror.set_production(registry.model, production)
 
     return {mirror.name: mirror_safely(mirror, both) for mirror in mirrors}

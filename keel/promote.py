@@ -66,4 +66,5 @@ def run(publication_json: str, decision_path: str, run_id: str, mlflow_uri: str 
     if not mirrors:
         return promotion
     return promotion.model_copy(
-        update={"mirrors": mirror_version(mirrors, registry, published.version)})
+        update={"mirrors": mirror_version(mirrors, registry, published.version,
+                                          promotion.production_version)})

@@ -83,12 +83,19 @@ def _fraction(setting: Setting, value: Any, values: Mapping[str, Any]) -> float:
     return float(value)
 
 
-def _count(setting: Setting, value: Any, values: Mapping[str, Any]) -> int:
-    # KFP hands ints to a component as floats (protobuf numbers): accept 3.0, refuse 3.5.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-            or value != int(value) or not 0 <= value <= 10**9:
-        raise setting.fail("a whole number of rows, 0 or more", value)
-    return int(value)
+def _whole(expected: str, top: int) -> Callable[[Setting, Any, Mapping[str, Any]], int]:
+    """A constraint: a whole number from 0 to ``top``, described as ``expected``."""
+    def check(setting: Setting, value: Any, values: Mapping[str, Any]) -> int:
+        # KFP hands ints to a component as floats (protobuf numbers): accept 3.0, refuse 3.5.
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not math.isfinite(value) or value != int(value) or not 0 <= value <= top:
+            raise setting.fail(expected, value)
+        return int(value)
+    return check
+
+
+_count = _whole("a whole number of rows, 0 or more", 10**9)
+_rounds = _whole("a whole number of resamples from 0 to 100000", 100_000)
 
 
 def _flag(setting: Setting, value: Any, values: Mapping[str, Any]) -> bool:
@@ -182,13 +189,6 @@ def _time_column(setting: Setting, value: Any, values: Mapping[str, Any]) -> str
             f"empty when split_key is given (a split is by key or by time, not both; split_key "
             f"is {list(values['split_key'])!r})", value)
     return value
-
-
-def _rounds(setting: Setting, value: Any, values: Mapping[str, Any]) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-            or value != int(value) or not 0 <= value <= 100_000:
-        raise setting.fail("a whole number of resamples from 0 to 100000", value)
-    return int(value)
 
 
 def _grid(setting: Setting, value: Any, values: Mapping[str, Any]) -> dict[str, list[Any]]:

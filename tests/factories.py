@@ -7,6 +7,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from keel.contracts import Lineage, Manifest
 from keel.storage import LocalStore, Store
 
@@ -52,3 +54,15 @@ def state(store: Store | Any) -> dict[str, str]:
                 for p in sorted(store.root.rglob("*"))}
     return {b.name: f"{b.md5_hash}@{b.generation}"
             for b in store.bucket.list_blobs(prefix=f"{store.prefix}/")}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """OpenMP threads fighting over 2 shared cores make HistGradientBoosting 100x slower.
+
+    Autouse in the modules that import it (test_train, test_search), which fit many models.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield

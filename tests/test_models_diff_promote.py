@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -21,10 +20,22 @@ from keel.storage import LocalStore, open_store
 
 try:
     from factories import STORE_0_1_0, delete, lineage, overwrite, state
-    from test_models_cli import keel, key_of, ok_json, one_error
+    from test_models_cli import (
+        keel,
+        key_of,
+        model_files,  # noqa: F401 - a fixture
+        ok_json,
+        one_error,
+    )
 except ImportError:  # tests/ imported as a package
     from tests.factories import STORE_0_1_0, delete, lineage, overwrite, state
-    from tests.test_models_cli import keel, key_of, ok_json, one_error
+    from tests.test_models_cli import (
+        keel,
+        key_of,
+        model_files,  # noqa: F401 - a fixture
+        ok_json,
+        one_error,
+    )
 
 MODEL = "credit"
 ALIAS = f"registry/{MODEL}/aliases/production.json"
@@ -32,24 +43,6 @@ RECORDED_2 = STORE_0_1_0 / "registry" / MODEL / "versions" / "2" / "manifest.jso
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def model_files(tmp_path_factory) -> dict[str, Path]:
-    """Two different fitted models (valid pickles) and a schema file."""
-    import joblib
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-
-    folder = tmp_path_factory.mktemp("models")
-    x = np.arange(20, dtype=float).reshape(10, 2)
-    files = {}
-    for name, labels in {"good": [0] * 5 + [1] * 5, "other": [1] * 5 + [0] * 5}.items():
-        files[name] = folder / f"{name}.joblib"
-        joblib.dump(LogisticRegression().fit(x, labels), files[name])
-    files["schema"] = folder / "schema.json"
-    files["schema"].write_text('{"columns": ["a", "b"]}\n')
-    return files
-
-
 def rejected_decision() -> Decision:
     """The decision record of version 2 of the Keel 0.1.0 store: roc_auc absolute_change failed."""
     decision = Manifest.from_json(RECORDED_2.read_bytes()).decision

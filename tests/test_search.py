@@ -36,14 +36,10 @@ from keel.search import (
 )
 from keel.train import run
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """OpenMP threads fighting over 2 shared cores make HistGradientBoosting 100x slower."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
-        yield
+try:
+    from factories import one_thread  # noqa: F401 - an autouse fixture
+except ImportError:  # tests/ imported as a package
+    from tests.factories import one_thread  # noqa: F401
 
 
 # --- data --------------------------------------------------------------------------------------

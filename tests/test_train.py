@@ -20,14 +20,10 @@ from keel.estimators import ESTIMATORS, make_estimator
 from keel.settings import checked, params_from_cli, parse_param_value
 from keel.train import run, train
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """OpenMP threads fighting over 2 shared cores make HistGradientBoosting 100x slower."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
-        yield
+try:
+    from factories import one_thread  # noqa: F401 - an autouse fixture
+except ImportError:  # tests/ imported as a package
+    from tests.factories import one_thread  # noqa: F401
 
 
 TARGETS = {"binary": "risk", "multiclass": "band", "regression": "price"}
