@@ -9,7 +9,7 @@ MLFLOW_READY := $(MLFLOW_VENV)/.ready
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint system-deps mlflow-venv compile images lock clean
+.PHONY: help venv run test lint system-deps mlflow-venv compile images lock bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,18 +35,23 @@ lint: $(READY) ## ruff (style, imports, docstrings, no kfp in stage logic) and m
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-system-deps: ## Install chromium (Debian) for the browser tests when it is missing (apt-get, as root)
-	@command -v chromium >/dev/null 2>&1 || { \
+system-deps: ## Install chromium and postgresql (Debian) for the tests when missing (apt-get, as root)
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium fonts-dejavu-core"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "Installing chromium and fonts-dejavu-core (apt-get) for the browser tests"; \
+	    echo "Installing$$missing (apt-get) for the browser and database tests"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      --no-install-recommends chromium fonts-dejavu-core >/dev/null; \
+	      --no-install-recommends $$missing >/dev/null || exit 1; \
 	  else \
-	    echo "The tests need Chromium: install the Debian package 'chromium' (as root:"; \
-	    echo "  apt-get install --no-install-recommends chromium fonts-dejavu-core), then run make test again."; \
+	    echo "The tests need Chromium and PostgreSQL: install the Debian packages$$missing"; \
+	    echo "  (as root: apt-get install --no-install-recommends$$missing), then run make test again."; \
 	    exit 1; \
-	  fi; }
+	  fi; \
+	fi
 	@command -v chromium >/dev/null 2>&1 || { echo "chromium is still not on PATH after installing it"; exit 1; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "PostgreSQL's initdb is still missing after installing postgresql"; exit 1; }
 
 # Full mlflow (the tracking server the MLflow mirror tests start) needs pyarrow < 26: its own venv.
 $(MLFLOW_READY): requirements-mlflow.lock
@@ -58,6 +63,9 @@ $(MLFLOW_READY): requirements-mlflow.lock
 	@touch $@
 
 mlflow-venv: $(MLFLOW_READY) ## Create .venv-mlflow with the MLflow server the mirror tests run
+
+bench: $(READY) ## Benchmarks, never part of make test: statistics' time and peak memory at N and 10N rows
+	$(BIN)/python benchmarks/statistics_memory.py
 
 compile: $(READY) ## Regenerate pipelines/compiled/training.yaml and components/README.md
 	$(BIN)/keel compile

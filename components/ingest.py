@@ -11,8 +11,11 @@ def ingest(
     snapshot: dsl.Output[dsl.Dataset],
     source_format: str = "auto",
     source_encoding: str = "utf-8",
+    source_query: str = "",
+    source_table: str = "",
+    records_key: str = "",
 ) -> str:
-    """Read a table (a file: local path or gs://) into one Parquet snapshot and its data version.
+    """Read a table (files, a SQL query, a JSON API) into one Parquet snapshot and its version.
 
     Args:
         snapshot: The table as one zstd Parquet file (metadata: data_version, rows).
@@ -21,7 +24,9 @@ def ingest(
         JSON ingest result: source, format, data_version (sha256 of the rows), rows, columns.
     """
     from keel.ingest import ingest as run
+    from keel.sources import SourceOptions
 
-    result = run(source, snapshot.path, source_format, source_encoding)
+    result = run(source, snapshot.path, source_format, source_encoding,
+                 SourceOptions(query=source_query, table=source_table, records_key=records_key))
     snapshot.metadata.update(data_version=result.data_version, rows=result.rows)
     return result.to_json()

@@ -12,6 +12,9 @@ def publish(
     model: dsl.Input[dsl.Model],
     snapshot: dsl.Input[dsl.Dataset],
     schema: dsl.Input[dsl.Artifact],
+    statistics: dsl.Input[dsl.Artifact],
+    checks: dsl.Input[dsl.Artifact],
+    validation_report: dsl.Input[dsl.HTML],
     feature_spec: dsl.Input[dsl.Artifact],
     split: dsl.Input[dsl.Artifact],
     record: dsl.Input[dsl.Artifact],
@@ -29,6 +32,9 @@ def publish(
         model: The candidate model directory (model.joblib).
         snapshot: The ingested data, kept content-addressed in the store.
         schema: The schema document from validate.
+        statistics: The statistics from validate (the next run's reference).
+        checks: The data checks from validate (anomalies, drift, leakage).
+        validation_report: The validation report (HTML) from validate.
         feature_spec: The feature spec from preprocess.
         split: The split record from preprocess (its rule goes into the manifest).
         record: The training record from train.
@@ -48,4 +54,6 @@ def publish(
     return run(store, model_name, os.path.join(model.path, "model.joblib"), snapshot.path,
                schema.path, feature_spec.path, record.path, decision.path, ingest_info,
                run_id, split_path=split.path, report_path=report.path,
-               card_out=model_card.path).to_json()
+               card_out=model_card.path, statistics_path=statistics.path,
+               checks_path=checks.path,
+               validation_report_path=validation_report.path).to_json()

@@ -104,6 +104,8 @@ def fail(ctx: click.Context, error: KeelError, cause: BaseException) -> None:
     if ctx.meta.get(DEBUG):
         for line in "".join(traceback.format_exception(cause)).splitlines():
             click.echo(printable(line), err=True)
+    for line in error.details:  # already escaped and shortened
+        click.echo(f"  {line}", err=True)
     click.echo(error_line(error), err=True)
     ctx.exit(EXIT_ERROR)
 
@@ -276,6 +278,13 @@ def print_summary(summary: RunSummary) -> None:
     )
     say(f"  data      {summary.rows} rows, data version {summary.data_version[:12]}")
     say(f"  task      {summary.task}")
+    if summary.validation is not None:
+        from keel.data_checks import summary_lines
+
+        checks = summary.validation
+        say(f"  checks    {len(checks.warnings)} warnings; {checks.reference_note}")
+        for line in summary_lines(checks):
+            say(f"            {line}")
     for line in metric_lines("metrics", "", summary.metrics):
         say(line)
     baseline = summary.baseline
@@ -386,5 +395,7 @@ def compile_command(output: Path | None) -> None:
 
 
 from keel.models_cli import models  # noqa: E402 - the group needs main's helpers above
+from keel.validate_cli import validate_command  # noqa: E402
 
 main.add_command(models)
+main.add_command(validate_command)

@@ -13,7 +13,7 @@ refused with a message that says so, rather than half understood.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -26,7 +26,9 @@ from pydantic import (
 
 from keel.errors import KeelError
 
-SCHEMA_VERSION = 3  # 3: split rule, search, comparison, intervals, slices, evaluation report
+# 3: split rule, search, comparison, intervals, slices, evaluation report
+# 4: statistics, data checks (anomalies, drift, leakage), validation rules, source details
+SCHEMA_VERSION = 4
 LEGACY_SCHEMA_VERSION = 1  # documents written by Keel 0.1.0, which had no schema_version
 READING = "keel.reading"  # validation context: a stored document, not one being made
 
@@ -137,6 +139,8 @@ class IngestResult(Document):
     data_version: str = Field(pattern=r"^[0-9a-f]{64}$")
     rows: int = Field(ge=0)
     columns: list[str]
+    query: str = ""  # a SQL source: the query, or the table read
+    parts: int = Field(default=1, ge=0)  # files read (a folder or prefix), or an API's pages
 
 
 # -- validate ---------------------------------------------------------------------------------
@@ -181,6 +185,194 @@ class TableSchema(Document):
         if (self.task == "classification") != (self.classes is not None):
             raise ValueError("classes must be a list for classification and null for regression")
         return self
+
+
+# -- statistics and data checks (validate) ----------------------------------------------------
+StatisticsKind = Literal["numeric", "categorical", "boolean", "text", "datetime", "other"]
+Severity = Literal["error", "warning", "ignore"]
+#: What a data check can find; each has a default severity (keel.data_checks.DEFAULT_SEVERITY).
+AnomalyKind = Literal[
+    "missing_column",  # a column of the reference is not in this table
+    "production_feature_missing",  # ... and production's model uses it as a feature
+    "new_column",  # a column that the reference does not have
+    "type_change",  # the column's type differs from the reference's, or from the expected type
+    "kind_change",  # same type, another kind (categorical became free text, numbers an id)
+    "new_category",  # values of a categorical column the reference never saw (share of rows)
+    "out_of_range",  # numbers outside the reference's (or the expected) min..max (share of rows)
+    "missing_rate",  # the share of missing values rose by more than the allowed jump
+    "row_count",  # the row count is far from the reference's
+    "constant",  # a feature column with a single value
+    "single_class",  # a classification target with one class
+    "drift",  # the distribution moved beyond the column's drift threshold
+    "target_leakage",  # the feature alone predicts the target almost perfectly
+]
+DriftMethod = Literal["psi", "js", "linf"]
+
+
+class Histogram(Contract):
+    """Counts of values in the bins between consecutive ``edges`` (the last bin includes its end)."""
+
+    artifact: ClassVar[str] = "histogram"
+    edges: list[float]
+    counts: list[int]
+
+    @model_validator(mode="after")
+    def _one_more_edge(self) -> Self:
+        if len(self.edges) != len(self.counts) + 1:
+            raise ValueError("a histogram has one more edge than it has counts")
+        return self
+
+
+class Frequency(Contract):
+    """How many rows hold one value (as text: JSON keys and categories are text)."""
+
+    artifact: ClassVar[str] = "frequency"
+    value: str
+    count: int = Field(ge=0)
+
+
+class ColumnStatistics(Contract):
+    """One column's statistics from one streaming pass over the snapshot.
+
+    Numbers (``numeric``): range, moments, quantiles from a KLL sketch (``sketch``, base64, what
+    drift is computed from) and a histogram. Categories, booleans and text: the most frequent
+    values, every value's count while there are at most ``keel.statistics.MAX_TRACKED`` of them
+    (None beyond), and text lengths. Dates: earliest and latest as ISO 8601 text.
+    """
+
+    artifact: ClassVar[str] = "column statistics"
+    name: str
+    type: str  # the Arrow type, e.g. int64, double, string, timestamp[us]
+    kind: StatisticsKind
+    count: int = Field(ge=0)  # values present
+    missing: int = Field(ge=0)
+    distinct: int = Field(ge=0)
+    distinct_exact: bool = True  # False: estimated by a sketch
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    quantiles: dict[str, float] = Field(default_factory=dict)  # "0.5" -> median, ...
+    histogram: Histogram | None = None
+    sketch: str = ""
+    top: list[Frequency] = Field(default_factory=list)  # most frequent first
+    categories: dict[str, int] | None = None
+    min_length: int | None = None
+    mean_length: float | None = None
+    max_length: int | None = None
+    earliest: str | None = None
+    latest: str | None = None
+
+
+class TableStatistics(Document):
+    """Every column's statistics: written by validate, stored with each version as reference."""
+
+    artifact: ClassVar[str] = "statistics"
+    rows: int = Field(ge=0)
+    columns: list[ColumnStatistics]
+
+    def column(self, name: str) -> ColumnStatistics | None:
+        """The statistics of column ``name``; None when the table has no such column."""
+        return next((c for c in self.columns if c.name == name), None)
+
+
+class ColumnRule(Contract):
+    """What a user expects of one column, overriding what Keel infers or compares."""
+
+    artifact: ClassVar[str] = "column rule"
+    type: Literal["numeric", "categorical", "boolean", "text", "datetime"] | None = None
+    min: float | None = None
+    max: float | None = None
+    exclude: bool = False  # never a feature, and no check looks at it
+    drift_method: DriftMethod | None = None
+    drift_threshold: float | None = Field(default=None, gt=0)
+    severity: dict[AnomalyKind, Severity] = Field(default_factory=dict)
+
+
+class ValidationRules(Contract):
+    """Users' overrides of the data checks: a rules file, or the ``validation_rules`` parameter.
+
+    Defaults are Keel's: every field can be left out. Thresholds of a drift method not named in
+    ``drift_threshold`` are keel.data_checks.DEFAULT_DRIFT_THRESHOLD's.
+    """
+
+    artifact: ClassVar[str] = "validation rules"
+    severity: dict[AnomalyKind, Severity] = Field(default_factory=dict)
+    columns: dict[str, ColumnRule] = Field(default_factory=dict)
+    numeric_drift: DriftMethod = "psi"
+    categorical_drift: DriftMethod = "linf"
+    drift_threshold: dict[DriftMethod, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict)  # method -> bar
+    new_category_share: float = Field(default=0.01, ge=0, le=1)  # share of rows, above: anomaly
+    out_of_range_share: float = Field(default=0.01, ge=0, le=1)
+    missing_rate_jump: float = Field(default=0.1, ge=0, le=1)  # absolute rise of the share
+    row_count_ratio: float = Field(default=2.0, ge=1)  # rows / reference rows beyond x or 1/x
+    leakage_threshold: float = Field(default=0.98, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _methods_fit(self) -> Self:
+        if self.categorical_drift == "psi":
+            raise ValueError("categorical_drift must be linf or js (psi is for numbers)")
+        return self
+
+
+class Anomaly(Contract):
+    """One thing a data check found, with its numbers and what it does to the run."""
+
+    artifact: ClassVar[str] = "anomaly"
+    kind: AnomalyKind
+    column: str  # "" for the table as a whole (row_count)
+    severity: Severity
+    message: str  # one line naming the column and the numbers
+    value: float | None = None  # what was found (a share, a rate, a score, a row count)
+    reference: float | None = None  # the reference's number it is compared with
+    threshold: float | None = None
+
+
+class Drift(Contract):
+    """How far one feature's distribution moved from the reference."""
+
+    artifact: ClassVar[str] = "drift"
+    column: str
+    method: DriftMethod
+    score: float = Field(ge=0)
+    threshold: float = Field(gt=0)
+
+    @property
+    def drifted(self) -> bool:
+        """Whether the score is beyond the column's threshold."""
+        return self.score > self.threshold
+
+
+class LeakageScore(Contract):
+    """How well one feature alone predicts the target, on rows it was not fitted on."""
+
+    artifact: ClassVar[str] = "leakage score"
+    column: str
+    metric: str  # balanced_accuracy (classification) or rank_r2 (regression: R² on ranks)
+    score: float
+
+
+class ValidationResult(Document):
+    """The data checks of one run: anomalies, drift and leakage, against which reference."""
+
+    artifact: ClassVar[str] = "validation result"
+    reference_version: int | None  # production version compared with; None: no reference
+    reference_rows: int | None
+    reference_note: str  # what the reference was, or why there was none
+    anomalies: list[Anomaly]
+    drift: list[Drift]  # worst first (score / threshold)
+    leakage: list[LeakageScore]  # highest first
+
+    @property
+    def errors(self) -> list[Anomaly]:
+        """The anomalies that stop the run."""
+        return [a for a in self.anomalies if a.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Anomaly]:
+        """The anomalies that are reported only."""
+        return [a for a in self.anomalies if a.severity == "warning"]
 
 
 # -- preprocess -------------------------------------------------------------------------------
@@ -448,6 +640,8 @@ class DataLineage(Contract):
     snapshot: str
     rows_used: int = Field(ge=0)
     rows_dropped_missing_target: int = Field(ge=0)
+    query: str = ""  # absent before schema 4
+    parts: int = Field(default=1, ge=0)
 
 
 class Environment(Contract):
@@ -480,6 +674,7 @@ class Lineage(Document):
     decision: Decision
     environment: Environment
     run_id: str
+    validation: ValidationResult | None = None  # absent before schema 4
 
 
 class Manifest(Lineage):
@@ -583,6 +778,7 @@ class RunSummary(Document):
     split: SplitRule | None = None
     model_card: str = ""  # where the version's model card is
     mirrors: dict[str, str] = Field(default_factory=dict)  # mirror -> "ok" or "failed: why"
+    validation: ValidationResult | None = None  # the data checks (warnings, drift, leakage)
 
     @classmethod
     def of(cls, manifest: Manifest, promotion: Promotion, log: str, model_card: str = ""
@@ -618,4 +814,5 @@ class RunSummary(Document):
             split=manifest.split,
             model_card=model_card,
             mirrors=promotion.mirrors,
+            validation=manifest.validation,
         )

@@ -82,15 +82,24 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
+MAX_DETAILS = 40  # lines of detail an error may carry (each shortened like the error line)
+
+
 class KeelError(Exception):
-    """Base class of the errors a user can cause and fix."""
+    """Base class of the errors a user can cause and fix.
+
+    ``details`` are lines the CLI prints before the error's own line: what a stage found that
+    does not fit in one line (every column a data check stopped the run for, with its numbers).
+    """
 
     stage: str = "keel"
 
-    def __init__(self, message: str, *, stage: str | None = None):
+    def __init__(self, message: str, *, stage: str | None = None,
+                 details: tuple[str, ...] | list[str] = ()):
         super().__init__(message)
         if stage is not None:
             self.stage = stage
+        self.details = tuple(one_line(str(line)) for line in list(details)[:MAX_DETAILS])
 
     def __str__(self) -> str:
         return f"[{self.stage}] {self.args[0]}"
@@ -158,7 +167,8 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
                 stage = exc.stage if isinstance(exc, KeelError) else module_stage
                 with open(path, "w") as f:
                     json.dump({"type": type(exc).__name__, "stage": stage,
-                               "message": message, "unexpected": not expected}, f)
+                               "message": message, "unexpected": not expected,
+                               "details": list(getattr(exc, "details", ()))}, f)
             raise
 
     return wrapper
@@ -191,7 +201,9 @@ def from_report(report: dict[str, Any], log: str = "") -> KeelError:
     cls = next((c for c in _all_subclasses(KeelError) if c.__name__ == report.get("type")),
                KeelError)
     room = MAX_LINE - len(f"{LINE_PREFIX}[{stage}] ")
-    return cls(one_line(message, room), stage=stage)
+    details = report.get("details")
+    lines = [str(line) for line in details] if isinstance(details, list) else []
+    return cls(one_line(message, room), stage=stage, details=lines)
 
 
 def _all_subclasses(cls: type[KeelError]) -> list[type[KeelError]]:

@@ -7,8 +7,10 @@ form, so that what differs between formats does not reach the snapshot or the da
 - **missing values**: null, an empty text cell (``""``: CSV cannot tell it from a missing cell)
   and a float NaN are all stored as null;
 - **dates and times**: a date (CSV reads ``2024-01-31`` as a date, JSON Lines as a timestamp)
-  and a timestamp in seconds or milliseconds are stored as a timestamp in microseconds (pandas'
-  unit); nanosecond timestamps keep their precision.
+  and a timestamp in any unit are stored as a timestamp in microseconds (pandas' unit, and what
+  databases hold): a CSV with fractional seconds (read as nanoseconds) and the same rows from
+  PostgreSQL get one data version. A value with sub-microsecond digits is refused, never
+  silently cut. A time of day (CSV: seconds, databases: microseconds) is stored in microseconds.
 
 The data version is a sha256 over the canonical rows (column names, then a value hash per row,
 in order), so the same rows give the same version whatever their source, format, encoding,
@@ -29,7 +31,7 @@ from keel import sources
 from keel.contracts import IngestResult
 from keel.errors import SourceError, reports_errors
 from keel.settings import checked
-from keel.sources import DEFAULT_ENCODING, open_source
+from keel.sources import DEFAULT_ENCODING, NO_OPTIONS, SourceOptions, open_source
 
 SNAPSHOT_COMPRESSION = "zstd"
 #: Errors pyarrow and Python raise on content they cannot read: reported as a SourceError.
@@ -41,11 +43,13 @@ MAX_DETAIL_CHARS = 240  # a reader's message longer than this is cut
 
 # -- the canonical form -----------------------------------------------------------------------
 def canonical_type(arrow_type: pa.DataType) -> pa.DataType:
-    """The type a column is stored as: dates and s/ms timestamps become us timestamps."""
+    """The type a column is stored as: dates and timestamps become us timestamps, times us."""
     if pa.types.is_date(arrow_type):
         return pa.timestamp(TIMESTAMP_UNIT)
-    if pa.types.is_timestamp(arrow_type) and arrow_type.unit in ("s", "ms"):
+    if pa.types.is_timestamp(arrow_type):
         return pa.timestamp(TIMESTAMP_UNIT, tz=arrow_type.tz)
+    if pa.types.is_time(arrow_type):
+        return pa.time64(TIMESTAMP_UNIT)
     return arrow_type
 
 
@@ -184,15 +188,17 @@ def _check_flat(source: str, schema: pa.Schema, fmt: str) -> None:
 # -- the stage --------------------------------------------------------------------------------
 @reports_errors
 def ingest(
-    source: str, output_path: str, fmt: str = "auto", encoding: str = DEFAULT_ENCODING
+    source: str, output_path: str, fmt: str = "auto", encoding: str = DEFAULT_ENCODING,
+    options: SourceOptions = NO_OPTIONS,
 ) -> IngestResult:
     """Stream ``source`` into a zstd Parquet file at ``output_path`` and compute its data version.
 
     ``encoding`` is the text encoding of a CSV or JSON Lines source (Parquet ignores it); text
     that is not valid in it is a SourceError naming the offset of the first invalid byte.
+    ``options`` carry a SQL query or table, or the key an API's records are under.
     """
     checked("source_encoding", encoding)
-    opened = open_source(source, fmt, encoding)
+    opened = open_source(source, fmt, encoding, options)
     digest = hashlib.sha256()
     rows = 0
     schema: pa.Schema | None = None
@@ -215,5 +221,5 @@ def ingest(
         ) from None
     return IngestResult(
         source=source, format=table.format, data_version=digest.hexdigest(), rows=rows,
-        columns=list(schema.names),
+        columns=list(schema.names), query=table.query, parts=table.parts,
     )

@@ -174,14 +174,16 @@ class Frame:
         return self.top + (1.0 - share) * self.height
 
 
-def _text(x: float, y: float, text: str, *, anchor: str = "middle", size: int = 11,
+def svg_text(x: float, y: float, text: str, *, anchor: str = "middle", size: int = 11,
           extra: str = "", tooltip: str = "") -> str:
+    """An escaped SVG ``<text>`` at (x, y), with an optional hover ``tooltip``."""
     title = f"<title>{html.escape(tooltip)}</title>" if tooltip else ""
     return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" '
             f'fill="{INK}"{extra}>{title}{html.escape(text)}</text>')
 
 
-def _svg(width: float, height: float, label: str, body: Iterable[str]) -> str:
+def svg_figure(width: float, height: float, label: str, body: Iterable[str]) -> str:
+    """An inline ``<svg>`` of the given size around ``body``, labelled for screen readers."""
     return (f'<svg class="plot" role="img" aria-label="{html.escape(label)}" width="{width:.0f}" '
             f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" '
             f'font-family="DejaVu Sans, sans-serif"><title>{html.escape(label)}</title>'
@@ -196,17 +198,17 @@ def _axes(frame: Frame, x_label: str, y_label: str) -> list[str]:
         x = frame.px(tick)
         parts.append(f'<line x1="{x:.1f}" y1="{frame.top:.1f}" x2="{x:.1f}" y2="{bottom:.1f}" '
                      f'stroke="{GRID}"/>')
-        parts.append(_text(x, bottom + 15, tick_label(tick)))
+        parts.append(svg_text(x, bottom + 15, tick_label(tick)))
     for tick in nice_ticks(*frame.y_range):
         y = frame.py(tick)
         parts.append(f'<line x1="{frame.left:.1f}" y1="{y:.1f}" x2="{right:.1f}" y2="{y:.1f}" '
                      f'stroke="{GRID}"/>')
-        parts.append(_text(frame.left - 6, y + 4, tick_label(tick), anchor="end"))
+        parts.append(svg_text(frame.left - 6, y + 4, tick_label(tick), anchor="end"))
     parts.append(f'<rect x="{frame.left:.1f}" y="{frame.top:.1f}" width="{frame.width:.1f}" '
                  f'height="{frame.height:.1f}" fill="none" stroke="{REFERENCE}"/>')
-    parts.append(_text(frame.left + frame.width / 2, bottom + 34, x_label, size=12))
+    parts.append(svg_text(frame.left + frame.width / 2, bottom + 34, x_label, size=12))
     y_mid = frame.top + frame.height / 2
-    parts.append(_text(14, y_mid, y_label, size=12, extra=f' transform="rotate(-90 14 {y_mid:.1f})"'))
+    parts.append(svg_text(14, y_mid, y_label, size=12, extra=f' transform="rotate(-90 14 {y_mid:.1f})"'))
     return parts
 
 
@@ -253,7 +255,7 @@ def xy_plot(points: Sequence[tuple[float, float]], *, label: str, x_label: str, 
         opacity = "" if line else ' fill-opacity="0.55"'
         parts.extend(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}" fill="{CURVE}"{opacity}/>'
                      for x, y in pixels)
-    return _svg(width, height, label, parts)
+    return svg_figure(width, height, label, parts)
 
 
 def _points(curve: Curve | None) -> list[tuple[float, float]]:
@@ -285,7 +287,8 @@ def residuals_svg(curve: Curve | None) -> str:
                    y_label="actual \u2212 predicted", line=False, markers=True, zero_line=True)
 
 
-def _short(text: str, limit: int) -> str:
+def shortened(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, ending in an ellipsis when it was cut."""
     return text if len(text) <= limit else text[: max(1, limit - 1)] + "\u2026"
 
 
@@ -313,7 +316,7 @@ def confusion_svg(labels: Sequence[str], matrix: Sequence[Sequence[int]] | None)
     for i, row in enumerate(matrix):
         total = sum(row)
         y = top + i * cell
-        parts.append(_text(left - 6, y + cell / 2 + 4, _short(names[i], 18), anchor="end",
+        parts.append(svg_text(left - 6, y + cell / 2 + 4, shortened(names[i], 18), anchor="end",
                            extra=' class="label"', tooltip=names[i]))
         for j, count in enumerate(row):
             share = count / total if total else 0.0
@@ -328,12 +331,12 @@ def confusion_svg(labels: Sequence[str], matrix: Sequence[Sequence[int]] | None)
                 parts.append(f'<text x="{x + cell / 2:.1f}" y="{y + cell / 2 + 4:.1f}" '
                              f'font-size="{size}" text-anchor="middle" fill="{colour}">{count}</text>')
     for j, name in enumerate(names):
-        parts.append(_text(left + j * cell + cell / 2, top + n * cell + 15,
-                           _short(name, max(2, cell // 7)), tooltip=name))
-    parts.append(_text(left + n * cell / 2, top + n * cell + 38, "predicted class", size=12))
-    parts.append(_text(14, top + n * cell / 2, "actual class", size=12,
+        parts.append(svg_text(left + j * cell + cell / 2, top + n * cell + 15,
+                           shortened(name, max(2, cell // 7)), tooltip=name))
+    parts.append(svg_text(left + n * cell / 2, top + n * cell + 38, "predicted class", size=12))
+    parts.append(svg_text(14, top + n * cell / 2, "actual class", size=12,
                        extra=f' transform="rotate(-90 14 {top + n * cell / 2:.1f})"'))
-    return _svg(width, height, "Confusion matrix", parts)
+    return svg_figure(width, height, "Confusion matrix", parts)
 
 
 def importance_svg(items: Sequence[FeatureImportance], metric: str = "") -> str:
@@ -356,13 +359,13 @@ def importance_svg(items: Sequence[FeatureImportance], metric: str = "") -> str:
     for tick in nice_ticks(low, high, 4):
         x = frame.px(tick)
         parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}" stroke="{GRID}"/>')
-        parts.append(_text(x, bottom + 15, tick_label(tick)))
+        parts.append(svg_text(x, bottom + 15, tick_label(tick)))
     zero = frame.px(0.0)
     for i, feature in enumerate(shown):
         y = top + i * row
         start, end = sorted((zero, frame.px(feature.mean)))
         name = feature.feature
-        parts.append(_text(left - 8, y + row / 2 + 4, _short(name, 24), anchor="end",
+        parts.append(svg_text(left - 8, y + row / 2 + 4, shortened(name, 24), anchor="end",
                            extra=' class="label"', tooltip=name))
         parts.append(f'<rect class="bar" x="{start:.1f}" y="{y + 4}" '
                      f'width="{max(end - start, 0.5):.1f}" height="{row - 8}" fill="{CURVE}">'
@@ -374,12 +377,12 @@ def importance_svg(items: Sequence[FeatureImportance], metric: str = "") -> str:
             parts.append(f'<path class="whisker" d="M{a:.1f},{mid:.1f}H{b:.1f}M{a:.1f},{mid - 4:.1f}'
                          f'V{mid + 4:.1f}M{b:.1f},{mid - 4:.1f}V{mid + 4:.1f}" stroke="#222b33" '
                          'stroke-width="1.2" fill="none"/>')
-        parts.append(_text(left + bar_width + 8, y + row / 2 + 4,
+        parts.append(svg_text(left + bar_width + 8, y + row / 2 + 4,
                            f"{number(feature.mean)} \u00b1 {number(feature.std)}", anchor="start"))
     parts.append(f'<line x1="{zero:.1f}" y1="{top}" x2="{zero:.1f}" y2="{bottom}" stroke="{INK}"/>')
     axis = f"drop in {metric} when the feature is shuffled" if metric else "importance"
-    parts.append(_text(left + bar_width / 2, bottom + 36, axis, size=12))
-    return _svg(width, height, "Permutation feature importance", parts)
+    parts.append(svg_text(left + bar_width / 2, bottom + 36, axis, size=12))
+    return svg_figure(width, height, "Permutation feature importance", parts)
 
 
 # -- what the template shows ------------------------------------------------------------------

@@ -27,6 +27,7 @@ from keel.contracts import (
     SplitResult,
     TableSchema,
     TrainRecord,
+    ValidationResult,
 )
 from keel.errors import reports_errors
 from keel.images import image
@@ -34,8 +35,10 @@ from keel.registry import MODEL_FILE, Registry
 from keel.settings import checked
 from keel.stages import STAGE_NAMES
 from keel.storage import open_store
+from keel.validate import SCHEMA_FILE, STATISTICS_FILE
 
 MODEL_CARD_FILE = "model_card.html"
+VALIDATION_REPORT_FILE = "validation_report.html"
 GIT_COMMIT_ENV = "KEEL_GIT_COMMIT"  # baked into the images at build time
 IN_IMAGE_ENV = "KEEL_IMAGE"  # set by each stage image to its own reference
 
@@ -84,9 +87,14 @@ def environment() -> Environment:
 def run(
     store: str, model: str, model_path: str, snapshot_path: str, schema_path: str,
     spec_path: str, train_record_path: str, decision_path: str, ingest_json: str, run_id: str,
-    *, split_path: str, report_path: str, card_out: str,
+    *, split_path: str, report_path: str, card_out: str, statistics_path: str,
+    checks_path: str, validation_report_path: str,
 ) -> Publication:
-    """The publish stage: store the data snapshot, then the version's files, card and manifest."""
+    """The publish stage: store the data snapshot, then the version's files, card and manifest.
+
+    The version keeps the statistics of its data (the reference the next run is checked
+    against) and the validation report beside its model.
+    """
     from keel.model_card import render_model_card
 
     ingested = IngestResult.from_json(ingest_json, origin="the ingest output", stage="publish")
@@ -96,6 +104,7 @@ def run(
     decision = Decision.read(decision_path, stage="publish")
     split = SplitResult.read(split_path, stage="publish")
     report = EvaluationReport.read(report_path, stage="publish")
+    checks = ValidationResult.read(checks_path, stage="publish")
     registry = Registry(open_store(checked("store", store)), checked("model_name", model))
     snapshot = registry.store_snapshot(snapshot_path, ingested.data_version)
     lineage = Lineage(
@@ -116,6 +125,7 @@ def run(
         decision=decision,
         environment=environment(),
         run_id=run_id,
+        validation=checks,
     )
 
     def card(version: int) -> dict[str, str | os.PathLike[str]]:
@@ -124,6 +134,7 @@ def run(
         return {MODEL_CARD_FILE: card_out}
 
     manifest = registry.publish(
-        {MODEL_FILE: model_path, "schema.json": schema_path, "feature_spec.json": spec_path},
+        {MODEL_FILE: model_path, SCHEMA_FILE: schema_path, "feature_spec.json": spec_path,
+         STATISTICS_FILE: statistics_path, VALIDATION_REPORT_FILE: validation_report_path},
         lineage, numbered=card)
     return Publication(model=registry.model, store=registry.store.uri, version=manifest.version)

@@ -125,9 +125,17 @@ def _seed(setting: Setting, value: Any, values: Mapping[str, Any]) -> int:
 
 
 def _source(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
-    from keel.sources import check_source_uri
+    from keel.sources import SourceOptions, check_source_options, check_source_uri
 
-    return check_source_uri(_non_empty(setting, value, values))
+    uri = check_source_uri(_non_empty(setting, value, values))
+    if "source_query" in values or "source_table" in values:  # all settings: before a run
+        text = {name: values.get(name) for name in ("source_query", "source_table",
+                                                     "records_key")}
+        if all(isinstance(v, str | None) for v in text.values()):
+            check_source_options(uri, SourceOptions(
+                query=text["source_query"] or "", table=text["source_table"] or "",
+                records_key=text["records_key"] or ""))
+    return uri
 
 
 def _store(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
@@ -148,16 +156,22 @@ def _estimator(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
     return get_estimator(value, stage=setting.stage).name
 
 
+def _json_object(setting: Setting, value: Any, what: str) -> dict[str, Any]:
+    """``value`` parsed as a JSON object (a dict passes as it is); else a ParameterError."""
+    try:
+        parsed = json.loads(value or "{}") if isinstance(value, str) else value
+    except ValueError as exc:
+        raise setting.fail(f"a JSON object ({exc})", value) from None
+    if not isinstance(parsed, dict):
+        raise setting.fail(f"a JSON object of {what}", value)
+    return parsed
+
+
 def _params(setting: Setting, value: Any, values: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON object (so 1 and 1.0 stay apart, as scikit-learn needs), valid for the estimator."""
     from keel.estimators import check_params
 
-    try:
-        params = json.loads(value or "{}") if isinstance(value, str) else value
-    except ValueError as exc:
-        raise setting.fail(f"a JSON object ({exc})", value) from None
-    if not isinstance(params, dict):
-        raise setting.fail("a JSON object of hyperparameters", value)
+    params = _json_object(setting, value, "hyperparameters")
     estimator = _estimator(SETTINGS["estimator"], values.get("estimator", DEFAULTS["estimator"]),
                            values)
     check_params(estimator, values.get("task", "auto"), params)
@@ -231,6 +245,65 @@ def _mlflow_uri(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
         raise setting.fail("an MLflow tracking URI (http://, https://, databricks, file: or "
                            "sqlite:), or empty for none", value)
     return value
+
+
+def _source_option(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
+    """A SQL query, table or records key: text the source at ``source`` must take."""
+    from keel.sources import SourceOptions, check_source_options
+
+    text = _text(setting, value, values)
+    source = values.get("source")
+    if text and isinstance(source, str) and source.strip():
+        # with the other options given alongside: a query and a table together are refused
+        given = {name: values.get(name, "") for name in ("source_query", "source_table",
+                                                         "records_key")}
+        given[setting.name] = text
+        check_source_options(_source(SETTINGS["source"], source, values), SourceOptions(
+            query=given["source_query"] if isinstance(given["source_query"], str) else "",
+            table=given["source_table"] if isinstance(given["source_table"], str) else "",
+            records_key=given["records_key"] if isinstance(given["records_key"], str) else ""))
+    return text
+
+
+def _secret_name(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
+    # a Kubernetes object name (RFC 1123 subdomain)
+    if not isinstance(value, str) or not re.fullmatch(
+            r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", value):
+        raise setting.fail("a Kubernetes secret name (lowercase letters, digits, '-' and '.')",
+                           value)
+    return value
+
+
+def _validation_rules(setting: Setting, value: Any, values: Mapping[str, Any]) -> Any:
+    """A JSON object of validation rules (ValidationRules), as the rules file holds it."""
+    from keel.contracts import ContractError, ValidationRules
+
+    rules = _json_object(setting, value, "validation rules")
+    try:
+        return ValidationRules.from_dict(rules, stage=setting.stage)
+    except ContractError as exc:
+        raise ParameterError(f"The {setting.name!r} parameter of {setting.stage} is not valid: "
+                             f"{exc.args[0]}", stage=setting.stage) from None
+
+
+def _severities(setting: Setting, value: Any, values: Mapping[str, Any]) -> list[str]:
+    """``[COLUMN:]KIND=LEVEL`` entries: an anomaly kind (for one column) made error/warning/ignore."""
+    from typing import get_args
+
+    from keel.contracts import AnomalyKind, Severity
+
+    if not isinstance(value, list | tuple):
+        raise setting.fail("a list of [COLUMN:]KIND=LEVEL entries", value)
+    kinds, levels = get_args(AnomalyKind), get_args(Severity)
+    for entry in value:
+        head, sep, level = entry.rpartition("=") if isinstance(entry, str) else ("", "", "")
+        kind = head.rpartition(":")[2]
+        if not sep or kind not in kinds or level not in levels:
+            raise setting.fail(
+                f"a list of [COLUMN:]KIND=LEVEL entries with KIND one of {', '.join(kinds)} and "
+                f"LEVEL one of {', '.join(levels)} (e.g. drift=error, income:out_of_range=ignore)",
+                entry)
+    return list(value)
 
 
 def _source_format(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
@@ -310,9 +383,34 @@ def columns_from_cli(items: tuple[str, ...]) -> list[str]:
     return list(items)
 
 
+def rules_from_cli(paths: tuple[str, ...]) -> str:
+    """``--validation-rules FILE`` (JSON or YAML; repeatable, later files win) -> the JSON form."""
+    import yaml
+
+    merged: dict[str, Any] = {}
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                doc = yaml.safe_load(f)  # YAML is a superset of JSON
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ParameterError(
+                f"The --validation-rules file {path!r} cannot be read as JSON or YAML: "
+                f"{str(exc).splitlines()[0]}", stage="validate") from None
+        if not isinstance(doc, dict):
+            raise ParameterError(
+                f"The --validation-rules file {path!r} must hold a mapping of rules (severity, "
+                f"columns, ...). Got {type(doc).__name__}.", stage="validate")
+        for key, part in doc.items():
+            if isinstance(part, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **part}
+            else:
+                merged[key] = part
+    return json.dumps(merged, default=str)
+
+
 def default_model_name(source: str) -> str:
     """``data/credit.csv`` -> ``credit``."""
-    stem = source.rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0].lower()
+    stem = source.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0].lower()
     return re.sub(r"[^a-z0-9._-]+", "-", stem).strip("-._") or "model"
 
 
@@ -326,8 +424,9 @@ def _grid_from_cli(items: tuple[str, ...]) -> str:
 def _table() -> dict[str, Setting]:
     entries = (
         Setting("source", str, stage="ingest", check=_source,
-                help="Table to learn from: a local path or gs:// URI of a CSV, Parquet or "
-                     "JSON Lines file."),
+                help="Table to learn from: a CSV, Parquet or JSON Lines file or a folder of "
+                     "them (a local path or gs://), a SQLAlchemy URL (postgresql://user@host/db, "
+                     "with source_query or source_table) or an https:// JSON API."),
         Setting("target", str, stage="validate", check=_non_empty, help="Column to predict."),
         Setting("store", str, stage="publish", check=_store, cli_default=".keel",
                 help="Registry root: gs://bucket/prefix, or a local folder."),
@@ -377,6 +476,40 @@ def _table() -> dict[str, Setting]:
         Setting("source_encoding", str, stage="ingest", default="utf-8", check=_encoding_name,
                 help="Text encoding of a CSV or JSON Lines source, e.g. latin-1 or cp1252; "
                      "bytes that are not valid in it are reported with their offset."),
+        Setting("source_query", str, stage="ingest", default="", check=_source_option,
+                flag="--query",
+                help="SQL source: the query whose rows are the table (credentials come from "
+                     "KEEL_SOURCE_PASSWORD, never from the URL)."),
+        Setting("source_table", str, stage="ingest", default="", check=_source_option,
+                flag="--table", help="SQL source: the table to read whole (instead of a query)."),
+        Setting("records_key", str, stage="ingest", default="", check=_source_option,
+                help="JSON API source: the key of the response object that holds the records "
+                     "(default: results, data, items or records)."),
+        Setting("source_secret", str, stage="ingest", default="keel-source", check=_secret_name,
+                help="On Kubeflow: the Kubernetes secret whose keys 'password' and 'token' "
+                     "become KEEL_SOURCE_PASSWORD and KEEL_SOURCE_TOKEN for ingest (optional; "
+                     "a local run reads them from its own environment)."),
+        Setting("validation_rules", str, stage="validate", default="{}",
+                check=_validation_rules, from_cli=rules_from_cli, metavar="FILE",
+                help='JSON object overriding the data checks, e.g. {"severity": {"drift": '
+                     '"error"}, "columns": {"age": {"min": 0, "max": 120}}}: severities, a '
+                     "column's expected type or range, excluded columns, drift methods and "
+                     "thresholds (README, \"Data checks\").",
+                cli_help="JSON or YAML file of validation rules (repeatable; later files win): "
+                         "severities, expected types and ranges, excluded columns, drift "
+                         "thresholds."),
+        Setting("severity", list, stage="validate", default=[], check=_severities,
+                from_cli=columns_from_cli, metavar="[COLUMN:]KIND=LEVEL",
+                help="Severity overrides, e.g. [\"drift=error\", \"income:out_of_range=ignore\"]"
+                     ": error stops the run before training, warning is reported, ignore hides "
+                     "it.",
+                cli_help="Make an anomaly kind (for one column: COLUMN:KIND) error, warning or "
+                         "ignore (repeatable), e.g. drift=error."),
+        Setting("exclude_columns", list, stage="validate", default=[], check=_columns,
+                from_cli=columns_from_cli, flag="--exclude-column", metavar="COLUMN",
+                help="Columns never used as features nor checked (e.g. a column known to be "
+                     "computed from the target).",
+                cli_help="Never use this column as a feature nor check it (repeatable)."),
         Setting("min_test_rows", int, stage="validate", default=20, check=_count,
                 help="Fewest rows the test split may have: a smaller table is refused before "
                      "training, since its evaluation would mean little."),

@@ -3,7 +3,8 @@
 Ingest sees only a schema and a stream of Arrow record batches, so a new kind of source (a
 database, an HTTP endpoint) is one :class:`Source` subclass and one :data:`SOURCES` entry, with
 no change to ingest, its data version or its snapshot. Files (a local path or ``gs://``) are one
-such class; the file formats it reads are the :data:`FORMATS` table.
+such class; the file formats it reads are the :data:`FORMATS` table. A local folder or a
+``gs://`` prefix is read as one table by :class:`FolderSource`, one file at a time.
 
 Text formats (CSV, JSON Lines) are read in the source's encoding (``source_encoding``): bytes
 that are not valid in it are a SourceError naming the byte offset, never a binary column or a
@@ -180,12 +181,35 @@ def detect_format(uri: str, fmt: str = "auto") -> str:
 
 # -- the interface ----------------------------------------------------------------------------
 @dataclass(frozen=True)
+class SourceOptions:
+    """What a source needs besides its URI: a SQL query or table, the key an API's records are under.
+
+    A source refuses options it does not take (:meth:`Source.check_options`).
+    """
+
+    query: str = ""
+    table: str = ""
+    records_key: str = ""
+
+    def given(self) -> dict[str, str]:
+        """The options that are set, by setting name (``source_query``, ...)."""
+        named = {"source_query": self.query, "source_table": self.table,
+                 "records_key": self.records_key}
+        return {name: value for name, value in named.items() if value}
+
+
+NO_OPTIONS = SourceOptions()
+
+
+@dataclass(frozen=True)
 class SourceRows:
     """An opened source: its schema and its record batches (read lazily, inside the ``with``)."""
 
     schema: pa.Schema
     batches: Iterator[pa.RecordBatch]
     format: str  # what the rows were read as: a file format name, or the source's scheme
+    query: str = ""  # what was asked of it (a SQL query or table), for the manifest
+    parts: int = 1  # files read (a folder or prefix), or pages (a JSON API)
 
 
 class Source(abc.ABC):
@@ -197,10 +221,28 @@ class Source(abc.ABC):
     the caller) is the encoding of text the source reads as bytes.
     """
 
-    def __init__(self, uri: str, fmt: str = "auto", encoding: str = DEFAULT_ENCODING) -> None:
+    #: the options (SourceOptions field names) this kind of source takes
+    takes: frozenset[str] = frozenset()
+
+    def __init__(
+        self, uri: str, fmt: str = "auto", encoding: str = DEFAULT_ENCODING,
+        options: SourceOptions = NO_OPTIONS,
+    ) -> None:
         self.uri = uri
         self.format = self.resolve_format(check_format_name(fmt))
         self.encoding = encoding  # of text a source reads as bytes; others ignore it
+        self.options = options
+
+    @classmethod
+    def create(
+        cls, uri: str, fmt: str = "auto", encoding: str = DEFAULT_ENCODING,
+        options: SourceOptions = NO_OPTIONS,
+    ) -> Source:
+        """The source reading ``uri``: an instance of this class, or of one it hands ``uri`` to.
+
+        :class:`FileSource` hands folders and prefixes to :class:`FolderSource`.
+        """
+        return cls(uri, fmt, encoding, options)
 
     @classmethod
     def check_uri(cls, uri: str) -> None:
@@ -209,6 +251,18 @@ class Source(abc.ABC):
         The default accepts every URI of the scheme.
         """
         return None
+
+    @classmethod
+    def check_options(cls, uri: str, options: SourceOptions) -> None:
+        """Refuse options this source does not take, or lacks (ParameterError); no I/O."""
+        fields = {"source_query": "query", "source_table": "table", "records_key": "records_key"}
+        for name, value in options.given().items():
+            if fields[name] not in cls.takes:
+                raise ParameterError(
+                    f"The {name!r} parameter of ingest applies to "
+                    f"{_taking(fields[name])}, not to {uri!r}. Got {value!r}.",
+                    stage="ingest",
+                )
 
     def resolve_format(self, fmt: str) -> str:
         """What the rows are read as, reported in the ingest result and in read errors."""
@@ -233,17 +287,18 @@ class Source(abc.ABC):
 class FileSource(Source):
     """A CSV, Parquet or JSON Lines file, optionally gzipped: a local path or ``gs://`` object.
 
-    The format comes from the file name unless given. A subclass reading files from elsewhere
-    (HTTP) only overrides :meth:`open_stream`.
+    The format comes from the file name unless given. A folder or a ``gs://`` prefix is handed to
+    :class:`FolderSource` (:meth:`create`), and so is a ``gs://`` name found, when opened, to be
+    no object but a prefix (Spark writes ``out.csv/part-*.csv``). A subclass reading files from
+    elsewhere (HTTP) only overrides :meth:`open_stream`.
     """
 
-    def __init__(self, uri: str, fmt: str = "auto", encoding: str = DEFAULT_ENCODING) -> None:
-        if not scheme_of(uri) and os.path.isdir(uri):  # before its name is read as a format
-            raise SourceError(
-                f"The source {uri!r} is a folder; expected one CSV, Parquet or JSON Lines file "
-                "in it (name the file)."
-            )
-        super().__init__(uri, fmt, encoding)
+    def __init__(
+        self, uri: str, fmt: str = "auto", encoding: str = DEFAULT_ENCODING,
+        options: SourceOptions = NO_OPTIONS,
+    ) -> None:
+        self.given_format = fmt  # "auto" or the format asked for, kept for a prefix found later
+        super().__init__(uri, fmt, encoding, options)
         self.file_format = _BY_NAME[self.format]
         self.gzipped = uri.lower().endswith(".gz")
         if self.gzipped and self.file_format.gzip_refusal:
@@ -251,15 +306,23 @@ class FileSource(Source):
 
     @override
     @classmethod
+    def create(
+        cls, uri: str, fmt: str = "auto", encoding: str = DEFAULT_ENCODING,
+        options: SourceOptions = NO_OPTIONS,
+    ) -> Source:
+        if names_folder(uri, fmt):
+            return FolderSource(uri, fmt, encoding, options)
+        return cls(uri, fmt, encoding, options)
+
+    @override
+    @classmethod
     def check_uri(cls, uri: str) -> None:
-        if scheme_of(uri) == "gs":
-            bucket, _, name = uri[len("gs://"):].partition("/")
-            if not bucket or not name.strip("/"):
-                raise ParameterError(
-                    "The 'source' parameter of ingest must name a bucket and an object, like "
-                    f"gs://bucket/object. Got {uri!r}.",
-                    stage="ingest",
-                )
+        if scheme_of(uri) == "gs" and not uri[len("gs://"):].partition("/")[0]:
+            raise ParameterError(
+                "The 'source' parameter of ingest must name a bucket, like gs://bucket/object or "
+                f"gs://bucket/prefix/. Got {uri!r}.",
+                stage="ingest",
+            )
 
     @override
     def resolve_format(self, fmt: str) -> str:
@@ -271,6 +334,13 @@ class FileSource(Source):
             return open_binary(self.uri)
         except ObjectNotFound as exc:
             raise SourceError(f"The source {self.uri!r} cannot be read: {exc.args[0]}") from None
+
+    def _prefix_instead(self) -> FolderSource | None:
+        """The ``gs://`` prefix named like this missing object, if objects are under it."""
+        if scheme_of(self.uri) != "gs":
+            return None
+        folder = FolderSource(self.uri.rstrip("/") + "/", self.given_format, self.encoding)
+        return folder if folder.listing() else None
 
     def _content(self, raw: IO[bytes]) -> BinaryStream:
         """The file's content: ``raw``, decompressed in a stream if the file is gzipped."""
@@ -285,7 +355,16 @@ class FileSource(Source):
     def open(self) -> Iterator[SourceRows]:
         import pyarrow as pa
 
-        with self.open_stream() as raw:
+        try:
+            stream = self.open_stream()
+        except SourceError:
+            prefix = self._prefix_instead()
+            if prefix is None:
+                raise
+            with prefix.open() as rows:
+                yield rows
+            return
+        with stream as raw:
             name = self.uri.lower().removesuffix(".gz")
             try:
                 schema, batches = self.file_format.read(self._content(raw), name, self.encoding)
@@ -379,6 +458,326 @@ def find_invalid_text(stream: BinaryStream, encoding: str) -> InvalidText | None
         consumed += len(chunk)
 
 
+# -- one table from many parts -----------------------------------------------------------------
+def common_type(first: pa.DataType, other: pa.DataType) -> pa.DataType | None:
+    """The type holding values of both types without loss of meaning; None if there is none.
+
+    Used where one table comes in parts (files of a folder, pages of an API), each typed on its
+    own: a column null in one part takes the other's type; integers of any width and floats
+    meet as float64 (integers of one signedness as the wider one); dates and timestamps meet as
+    a timestamp in the finer unit (ingest stores both as timestamps anyway); dictionary-encoded
+    text meets plain text as text. Numbers, text, booleans and dates never mix.
+    """
+    import pyarrow as pa
+
+    t = pa.types
+    if first == other:
+        return first
+    if t.is_null(first):
+        return other
+    if t.is_null(other):
+        return first
+    if t.is_dictionary(first) or t.is_dictionary(other):
+        return common_type(_plain(first), _plain(other))
+    if t.is_integer(first) and t.is_integer(other):
+        if t.is_signed_integer(first) == t.is_signed_integer(other):
+            return first if first.bit_width >= other.bit_width else other
+        return pa.int64()
+    numbers = (t.is_integer, t.is_floating, t.is_decimal)
+    if any(f(first) for f in numbers) and any(f(other) for f in numbers):
+        return pa.float64()
+    if _is_text_type(first) and _is_text_type(other):
+        return pa.large_string() if pa.large_string() in (first, other) else pa.string()
+    if t.is_temporal(first) and t.is_temporal(other):
+        return _common_time(first, other)
+    return None
+
+
+def _plain(arrow_type: pa.DataType) -> pa.DataType:
+    """The values' type of a dictionary type; any other type unchanged."""
+    import pyarrow as pa
+
+    return arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
+
+
+def _is_text_type(arrow_type: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type))
+
+
+_UNITS = ("s", "ms", "us", "ns")
+
+
+def _common_time(first: pa.DataType, other: pa.DataType) -> pa.DataType | None:
+    """Two dates: date64; a date or timestamp with a timestamp: the finer timestamp (same zone)."""
+    import pyarrow as pa
+
+    t = pa.types
+    stamps = [x for x in (first, other) if t.is_timestamp(x)]
+    if not stamps:
+        return pa.date64() if t.is_date(first) and t.is_date(other) else None
+    if len({x.tz for x in stamps}) > 1 or not all(t.is_date(x) or t.is_timestamp(x)
+                                                 for x in (first, other)):
+        return None
+    units = [x.unit for x in stamps] + ["ms" for x in (first, other) if t.is_date64(x)]
+    return pa.timestamp(max(units, key=_UNITS.index), tz=stamps[0].tz)
+
+
+def value_kind(arrow_type: pa.DataType) -> str:
+    """What a column holds, in words for messages: ``numbers (int64)``, ``text (string)``."""
+    import pyarrow as pa
+
+    t = pa.types
+    plain = _plain(arrow_type)
+    if t.is_integer(plain) or t.is_floating(plain) or t.is_decimal(plain):
+        kind = "numbers"
+    elif _is_text_type(plain):
+        kind = "text"
+    elif t.is_boolean(plain):
+        kind = "booleans"
+    elif t.is_temporal(plain):
+        kind = "dates or times"
+    elif t.is_null(plain):
+        kind = "only missing values"
+    else:
+        kind = "values"
+    return f"{kind} ({arrow_type})"
+
+
+def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` (the same column names) with each column cast to ``schema``'s common type.
+
+    Integers become floats unchecked (as a CSV reader parses them when a column holds both),
+    every other cast is checked.
+    """
+    import pyarrow as pa
+
+    if batch.schema.equals(schema):
+        return batch
+    columns = []
+    for column, field in zip(batch.columns, schema, strict=True):
+        if column.type != field.type:
+            to_float = pa.types.is_integer(column.type) and pa.types.is_floating(field.type)
+            column = column.cast(field.type, safe=not to_float)
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+# -- folders and prefixes ---------------------------------------------------------------------
+#: Suffixes of files that are never data: Hadoop/Spark checksums (their other marker files,
+#: ``_SUCCESS``, ``_committed_*``, start with ``_`` and are left out by name).
+SKIPPED_SUFFIXES = (".crc",)
+FOLDER_SHOWN_FILES = 3  # files named in a message listing several
+
+
+def names_folder(uri: str, fmt: str = "auto") -> bool:
+    """Whether ``uri`` names a folder or prefix rather than one file (a local stat at most).
+
+    A local path that is a folder or ends in ``/``; a ``gs://`` URI ending in ``/`` or naming a
+    bucket only, or whose name has no data file suffix (and no format is given). A ``gs://`` name
+    with a suffix that turns out to be a prefix is found when it is opened.
+    """
+    if scheme_of(uri) == "gs":
+        name = uri[len("gs://"):].partition("/")[2]
+        return not name or uri.endswith("/") or (fmt == "auto" and _suffix_format(uri) is None)
+    return not scheme_of(uri) and (uri.endswith(("/", os.sep)) or os.path.isdir(uri))
+
+
+def _suffix_format(uri: str) -> str | None:
+    """The format a file name's suffix says; None if it says none."""
+    name = uri.lower().removesuffix(".gz")
+    return next((f.name for f in FORMATS if name.endswith(f.suffixes)), None)
+
+
+def _left_out(key: str) -> bool:
+    """Whether a file of a folder is not data: hidden, ``_SUCCESS``-like, or in such a folder."""
+    parts = key.split("/")
+    return (not parts[-1] or any(p.startswith((".", "_")) for p in parts)
+            or parts[-1].lower().endswith(SKIPPED_SUFFIXES))
+
+
+class FolderSource(Source):
+    """Every data file under a local folder or a ``gs://`` prefix, read as one table.
+
+    - Files are found recursively and read in the order of their paths (sorted by code point:
+      zero-pad numbers in names). Files or folders whose names start with ``_`` or ``.``
+      (``_SUCCESS``, ``_temporary/``, hidden files) are left out, and so are ``.crc`` checksums.
+      Folder names are not read as columns (no Hive partitioning).
+    - Each file's format comes from its name unless a format is given for all of them; formats
+      may be mixed. A file whose name says no format is an error naming it (a README left in an
+      export is more likely a mistake than something to skip).
+    - Every file must have the first file's columns, in its order. Each file's types are read
+      first (Parquet: its footer; CSV and JSON Lines: their first block, where the readers infer
+      types; so that block is read twice), and the table's type of a column is the
+      :func:`common_type` of its types in every file: int64 in one file and double in another is
+      double, a column empty in one file takes the others' type, text in one file and numbers in
+      another is an error naming the file.
+    - Files are then read one at a time in record batches, each cast to the table's types, so
+      memory holds one batch whatever the number and size of the files.
+    """
+
+    def __init__(
+        self, uri: str, fmt: str = "auto", encoding: str = DEFAULT_ENCODING,
+        options: SourceOptions = NO_OPTIONS,
+    ) -> None:
+        super().__init__(uri, fmt, encoding, options)
+        self.given_format = fmt
+        self._keys: list[str] | None = None
+
+    @override
+    def resolve_format(self, fmt: str) -> str:
+        return fmt  # "auto" until opened; then the formats of its files, e.g. "csv+parquet"
+
+    @property
+    def kind(self) -> str:
+        """``folder`` or ``prefix``, for messages."""
+        return "prefix" if scheme_of(self.uri) == "gs" else "folder"
+
+    def listing(self) -> list[str]:
+        """Every object or file under the folder (paths relative to it, sorted); read once."""
+        from keel.storage import LocalStore, open_store
+
+        if self._keys is None:
+            if scheme_of(self.uri) != "gs" and not os.path.isdir(self.uri):
+                raise SourceError(f"The source {self.uri!r} cannot be read: it does not exist "
+                                  "or is not a folder.")
+            store = open_store(self.uri) if scheme_of(self.uri) == "gs" else LocalStore(self.uri)
+            try:
+                self._keys = store.list("")
+            except ObjectNotFound as exc:
+                raise SourceError(f"The source {self.uri!r} cannot be read: "
+                                  f"{exc.args[0]}") from None
+        return self._keys
+
+    def file_uri(self, key: str) -> str:
+        """The URI of the file at ``key`` (relative to the folder), as the user would write it."""
+        if scheme_of(self.uri) == "gs":
+            return f"{self.uri.rstrip('/')}/{key}"
+        return os.path.join(self.uri, *key.split("/"))
+
+    def files(self) -> list[FileSource]:
+        """The data files, in reading order; SourceError if there is none or one is not data."""
+        keys = self.listing()
+        if not keys and scheme_of(self.uri) == "gs":
+            self._refuse_missing_prefix()
+        kept = [key for key in keys if not _left_out(key)]
+        if not kept:
+            found = (f"its {len(keys)} file(s) are all left out: names starting with '_' or '.', "
+                     "and .crc files" if keys else "it is empty")
+            raise SourceError(
+                f"The source {self.uri!r} is a {self.kind} holding no data file ({found}); "
+                "expected CSV, Parquet or JSON Lines files in it, optionally gzipped."
+            )
+        if self.given_format == "auto":
+            unknown = [self.file_uri(k) for k in kept if _suffix_format(k) is None]
+            if unknown:
+                shown = ", ".join(repr(u) for u in unknown[:FOLDER_SHOWN_FILES])
+                more = (f" and {len(unknown) - FOLDER_SHOWN_FILES} more"
+                        if len(unknown) > FOLDER_SHOWN_FILES else "")
+                suffixes = sorted(x for f in FORMATS for x in f.suffixes)
+                raise SourceError(
+                    f"The source {self.uri!r} is a {self.kind} holding files whose format cannot "
+                    f"be told from their names: {shown}{more}; expected names ending in "
+                    f"{', '.join(suffixes)} (optionally .gz). Give the format of all its files "
+                    "(the 'source_format' parameter), or leave a file out by starting its name "
+                    "with '_' or '.'."
+                )
+        return [FileSource(self.file_uri(k), self.given_format, self.encoding) for k in kept]
+
+    def _refuse_missing_prefix(self) -> None:
+        """SourceError for a ``gs://`` name with no object under it: why it cannot be read."""
+        if not self.uri.endswith("/"):
+            from keel.storage import open_store
+
+            bucket, _, name = self.uri[len("gs://"):].partition("/")
+            if name and open_store(f"gs://{bucket}").exists(name):  # an object of no known format
+                detect_format(self.uri)
+        raise SourceError(
+            f"The source {self.uri!r} cannot be read: no object is named so, and none is under "
+            f"{self.uri.rstrip('/') + '/'!r}."
+        )
+
+    @override
+    @contextlib.contextmanager
+    def open(self) -> Iterator[SourceRows]:
+        parts = self.files()
+        schema = self._table_schema(parts)
+        names = list(dict.fromkeys(part.format for part in parts))
+        self.format = "+".join(f for f in FORMAT_NAMES if f in names)
+        yield SourceRows(schema=schema, batches=self._batches(parts, schema), format=self.format,
+                         parts=len(parts))
+
+    def _table_schema(self, parts: list[FileSource]) -> pa.Schema:
+        """The first file's columns, each of the :func:`common_type` of its types in all files."""
+        import pyarrow as pa
+
+        names: list[str] = []
+        types: list[pa.DataType] = []
+        for index, part in enumerate(parts):
+            with self._reading(part), part.open() as rows:
+                schema = rows.schema
+            if index == 0:
+                names, types = list(schema.names), list(schema.types)
+                continue
+            self._check_columns(part, parts[0], schema.names, names)
+            for i, found in enumerate(schema.types):
+                common = common_type(types[i], found)
+                if common is None:
+                    raise SourceError(
+                        f"The source {self.uri!r} is one table, but its file {part.uri!r} has "
+                        f"{value_kind(found)} in column {names[i]!r}, where the files before it "
+                        f"have {value_kind(types[i])}; expected one kind of value per column."
+                    )
+                types[i] = common
+        return pa.schema([pa.field(name, type_) for name, type_ in zip(names, types, strict=True)])
+
+    def _check_columns(
+        self, part: FileSource, first: FileSource, found: list[str], expected: list[str]
+    ) -> None:
+        """SourceError naming ``part`` and how its columns differ from the first file's."""
+        if found == expected:
+            return
+        missing = [n for n in expected if n not in found]
+        extra = [n for n in found if n not in expected]
+        if missing or extra:
+            what = "; ".join(
+                f"{label} {', '.join(repr(n) for n in names[:5])}"
+                + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+                for label, names in (("missing", missing), ("extra", extra)) if names
+            )
+        else:
+            what = f"the same columns in another order ({', '.join(repr(n) for n in found[:8])})"
+        raise SourceError(
+            f"The source {self.uri!r} is one table, but its file {part.uri!r} has other columns "
+            f"than its first file {first.uri!r}: {what}. Expected the same columns, in the same "
+            "order, in every file."
+        )
+
+    def _batches(self, parts: list[FileSource], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        """Every file's batches in turn, cast to the table's types; one file open at a time."""
+        for part in parts:
+            with self._reading(part), part.open() as rows:
+                self._check_columns(part, parts[0], rows.schema.names, schema.names)
+                for batch in rows.batches:
+                    yield conform(batch, schema)
+
+    @contextlib.contextmanager
+    def _reading(self, part: FileSource) -> Iterator[None]:
+        """A read error inside the block becomes a SourceError naming the file it came from."""
+        import pyarrow as pa
+
+        try:
+            yield
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, UnicodeDecodeError) as exc:
+            from keel.ingest import read_error_detail  # the same wording as for a single file
+
+            raise SourceError(
+                f"The source {self.uri!r} is not readable: its file {part.uri!r} is not readable "
+                f"as {part.format}: {read_error_detail(exc, part.format)}"
+            ) from None
+
+
 # -- the registry -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SourceScheme:
@@ -388,11 +787,40 @@ class SourceScheme:
     form: str  # e.g. "a local path", "gs://bucket/object"
 
 
-#: URI scheme ("" for a plain local path) -> the source that reads it.
+#: URI scheme ("" for a plain local path) -> the source that reads it. Sources in other modules
+#: (:data:`PLUGINS`) add theirs with :func:`register` when they are imported.
 SOURCES: dict[str, SourceScheme] = {
     "": SourceScheme(FileSource, "a local path"),
     "gs": SourceScheme(FileSource, "gs://bucket/object"),
 }
+#: Modules holding more sources, imported on the first look-up (not at import: the CLI starts
+#: fast, and a plugin imports this module).
+PLUGINS = ("keel.source_http", "keel.source_sql")
+_plugins_loaded = False
+
+
+def register(scheme: str, entry: SourceScheme) -> None:
+    """Make ``entry`` read URIs of ``scheme`` (a SQL dialect also reads ``dialect+driver``)."""
+    SOURCES[scheme] = entry
+
+
+def registered() -> dict[str, SourceScheme]:
+    """Every registered source, the plugins' included."""
+    global _plugins_loaded
+    if not _plugins_loaded:
+        import importlib
+
+        for module in PLUGINS:
+            importlib.import_module(module)
+        _plugins_loaded = True
+    return SOURCES
+
+
+def _entry(scheme: str) -> SourceScheme | None:
+    """The source reading ``scheme``: itself, else its base before ``+`` (``postgresql+psycopg``)."""
+    sources = registered()
+    return sources.get(scheme) or sources.get(scheme.partition("+")[0])
+
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -403,9 +831,15 @@ def scheme_of(uri: str) -> str:
     return match.group(1) if match else ""
 
 
+def _taking(option: str) -> str:
+    """``"a SQL source (postgresql://...)"``: the kinds of source that take ``option``."""
+    forms = [entry.form for entry in registered().values() if option in entry.source.takes]
+    return " or ".join(dict.fromkeys(forms)) or "no source"
+
+
 def supported_forms() -> str:
     """The registered forms for messages: ``"a local path or gs://bucket/object"``."""
-    forms = [entry.form for entry in SOURCES.values()]
+    forms = list(dict.fromkeys(entry.form for entry in registered().values()))
     return forms[0] if len(forms) == 1 else f"{', '.join(forms[:-1])} or {forms[-1]}"
 
 
@@ -421,7 +855,7 @@ def check_source_uri(uri: str) -> str:
             stage="ingest",
         )
     scheme = scheme_of(uri)
-    entry = SOURCES.get(scheme)
+    entry = _entry(scheme)
     if entry is None:
         raise ParameterError(
             f"The 'source' parameter of ingest must be {supported_forms()}; the scheme "
@@ -432,9 +866,28 @@ def check_source_uri(uri: str) -> str:
     return uri
 
 
-def open_source(uri: str, fmt: str = "auto", encoding: str = DEFAULT_ENCODING) -> Source:
+def source_class(uri: str) -> type[Source]:
+    """The Source class that reads ``uri`` (checked by :func:`check_source_uri`)."""
+    entry = _entry(scheme_of(check_source_uri(uri)))
+    assert entry is not None  # checked just above
+    return entry.source
+
+
+def check_source_options(uri: str, options: SourceOptions) -> SourceOptions:
+    """``options`` unchanged if the source at ``uri`` takes them; else a ParameterError."""
+    source_class(uri).check_options(uri, options)
+    return options
+
+
+def open_source(
+    uri: str, fmt: str = "auto", encoding: str = DEFAULT_ENCODING,
+    options: SourceOptions = NO_OPTIONS,
+) -> Source:
     """The source at ``uri``, read as ``fmt`` (``"auto"``: decided by the source); not opened yet.
 
     ``encoding`` is the text encoding of a CSV or JSON Lines file; Parquet ignores it.
+    ``options`` are checked against what the source takes.
     """
-    return SOURCES[scheme_of(check_source_uri(uri))].source(uri, fmt, encoding)
+    cls = source_class(uri)
+    cls.check_options(uri, options)
+    return cls.create(uri, fmt, encoding, options)

@@ -35,7 +35,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from keel.contracts import ColumnInfo, ColumnKind, Scalar, TableSchema, Task
+from keel.contracts import (
+    ColumnInfo,
+    ColumnKind,
+    Scalar,
+    TableSchema,
+    TableStatistics,
+    Task,
+    ValidationResult,
+    ValidationRules,
+)
 from keel.errors import DataValidationError, ParameterError, SchemaError, reports_errors
 from keel.registry import Registry
 from keel.settings import DEFAULTS, SETTINGS, checked
@@ -51,6 +60,8 @@ NAME_WIDTH = 40
 LIST_WIDTH = 100
 MAX_SHOWN = 5
 SCHEMA_FILE = "schema.json"  # the schema document publish stores with every version
+STATISTICS_FILE = "statistics.json"  # the statistics publish stores: the next run's reference
+EXCLUDED_BY_USER = "excluded by the user (exclude_columns or the validation rules)"
 
 
 def _plain(value: Any) -> Any:
@@ -293,34 +304,62 @@ def schema_hash(columns: list[ColumnInfo]) -> str:
 # -- what production predicts ------------------------------------------------------------------
 @dataclass(frozen=True)
 class Production:
-    """What a model's production version predicts: target and task (manifest), classes (schema)."""
+    """What a model's production version predicts, and the reference its data is checked against.
+
+    Target and task come from the manifest, classes from the schema.
+    """
 
     model: str
     version: int
     target: str
     task: Task
     classes: list[Scalar] | None
+    features: tuple[str, ...] = ()
+    schema: TableSchema | None = None
+    #: None when the version was published before Keel stored statistics (schema 3 and older)
+    statistics: TableStatistics | None = None
+    rows: int | None = None
+
+    @property
+    def note(self) -> str:
+        """What the data is compared with, in a few words, for the report and the summary."""
+        where = f"production version {self.version} of model {self.model!r}"
+        if self.statistics is None:
+            return (f"{where}, which has no stored statistics (published by an older Keel): "
+                    "columns and types compared, no drift")
+        return f"{where} ({self.statistics.rows} rows)"
 
 
-def read_production(store: str, model_name: str) -> Production | None:
+def read_production(store: str, model_name: str, *, reference: bool = False) -> Production | None:
     """What the model's production version predicts; None when it has none (a first run).
 
-    Registry damage (production.json missing while versions exist, a file that fails its
-    sha256) is the registry's error and propagates: damage is never taken for a first run.
+    With ``reference``, also its schema, features and statistics, which the data checks compare
+    this run's table with. Registry damage (production.json missing while versions exist, a
+    file that fails its sha256) is the registry's error and propagates: damage is never taken
+    for a first run.
     """
     registry = Registry(open_store(store), model_name)
     version = registry.alias().version
     if version is None:
         return None
     manifest = registry.manifest(version)
-    with tempfile.TemporaryDirectory(prefix="keel-validate-") as tmp:
-        path = registry.download_verified(version, SCHEMA_FILE, Path(tmp) / SCHEMA_FILE, manifest)
-        stored = TableSchema.from_json(
+
+    def stored(name: str, contract: Any, tmp: str) -> Any:
+        path = registry.download_verified(version, name, Path(tmp) / name, manifest)
+        return contract.from_json(
             path.read_bytes(), stage="validate",
-            origin=registry.store.url(f"{registry.root}/versions/{version}/{SCHEMA_FILE}"))
-    classes = stored.classes if manifest.task == "classification" else None
-    return Production(model=registry.model, version=version, target=manifest.target,
-                      task=manifest.task, classes=classes)
+            origin=registry.store.url(f"{registry.root}/versions/{version}/{name}"))
+
+    with tempfile.TemporaryDirectory(prefix="keel-validate-") as tmp:
+        schema: TableSchema = stored(SCHEMA_FILE, TableSchema, tmp)
+        statistics = (stored(STATISTICS_FILE, TableStatistics, tmp)
+                      if reference and STATISTICS_FILE in manifest.files else None)
+    classes = schema.classes if manifest.task == "classification" else None
+    return Production(
+        model=registry.model, version=version, target=manifest.target, task=manifest.task,
+        classes=classes, features=tuple(manifest.features.features),
+        schema=schema if reference else None, statistics=statistics,
+        rows=statistics.rows if statistics is not None else schema.rows_in)
 
 
 def _class_key(value: Scalar) -> tuple[str, Scalar]:
@@ -394,6 +433,32 @@ def validate(
     ``production`` is what the model's production version predicts (:func:`read_production`);
     None compares nothing.
     """
+    schema, frame = usable_table(
+        snapshot_path, target, task, test_size=test_size, min_test_rows=min_test_rows,
+        min_class_test_rows=min_class_test_rows, production=production,
+        allow_target_change=allow_target_change)
+    frame.to_parquet(output_path, index=False, compression="zstd")
+    return schema
+
+
+def usable_table(
+    snapshot_path: str,
+    target: str,
+    task: str,
+    *,
+    test_size: float = DEFAULTS["test_size"],
+    min_test_rows: int = DEFAULTS["min_test_rows"],
+    min_class_test_rows: int = DEFAULTS["min_class_test_rows"],
+    production: Production | None = None,
+    allow_target_change: bool = False,
+    excluded: Sequence[str] = (),
+    categorical: Sequence[str] = (),
+) -> tuple[TableSchema, pd.DataFrame]:
+    """The schema document and the usable rows of the snapshot (see :func:`validate`).
+
+    ``excluded`` columns are never features (the user said so); ``categorical`` number columns
+    are categories, not quantities (codes such as a postal code), as the user's rules expect.
+    """
     target = checked("target", target)
     test_size = checked("test_size", test_size)
     min_test_rows = checked("min_test_rows", min_test_rows)
@@ -445,6 +510,10 @@ def validate(
             reason = ""
         else:
             kind, reason = _kind(series, rows)
+            if kind == "numeric" and name in categorical:
+                kind = "categorical"
+            if name in excluded:
+                reason = EXCLUDED_BY_USER
             role = "excluded" if reason else "feature"
         columns.append(ColumnInfo(
             name=name, dtype=str(series.dtype), kind=kind, role=role, reason=reason,
@@ -454,8 +523,8 @@ def validate(
 
     features = [c for c in columns if c.role == "feature"]
     if not features:
-        excluded = [c for c in columns if c.role == "excluded"]
-        reasons = listing(excluded, 180, sep="; ",
+        unusable = [c for c in columns if c.role == "excluded"]
+        reasons = listing(unusable, 180, sep="; ",
                           render=lambda c: f"{_clip(c.name, 30)}: {_clip(c.reason, 60)}")
         raise DataValidationError(
             f"No column can be used as a feature besides target {shown(target)} "
@@ -476,8 +545,7 @@ def validate(
         schema_hash=schema_hash(columns),
     )
     _check_production(production, schema, allow_target_change)
-    frame.to_parquet(output_path, index=False, compression="zstd")
-    return schema
+    return schema, frame
 
 
 def production_note(production: Production | None, schema: TableSchema, compared: bool) -> str:
@@ -494,28 +562,13 @@ def production_note(production: Production | None, schema: TableSchema, compared
     return f"production: {where} predicts the same target, task and classes"
 
 
-def report_markdown(schema: TableSchema, notes: Sequence[str] = ()) -> str:
-    """The validation report shown in the Kubeflow dashboard; ``notes`` become extra bullets."""
-    lines = [
-        f"# Validation report: target `{schema.target}` ({schema.task})",
-        "",
-        f"- rows read: {schema.rows_in}",
-        f"- rows dropped because the target is missing: {schema.rows_dropped_missing_target}",
-        "- infinite values read as missing: "
-        + (", ".join(f"{k} ({v})" for k, v in schema.infinite_values.items()) or "none"),
-        f"- rows kept: {schema.rows}",
-        f"- numeric features: {len(schema.numeric_features)}, "
-        f"categorical features: {len(schema.categorical_features)}, "
-        f"excluded columns: {len(schema.excluded)}",
-        *(f"- {note}" for note in notes),
-        "",
-        "| column | type | kind | role | missing | distinct | note |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for c in schema.columns:
-        cells = [c.name, c.dtype, c.kind, c.role, c.missing, c.unique, c.reason]
-        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in cells) + " |")
-    return "\n".join(lines) + "\n"
+def reference_note(production: Production | None, compared: bool) -> str:
+    """What this run's data is checked against, for the validation result."""
+    if not compared:
+        return "no reference: not compared with a production version (no store and model given)"
+    if production is None:
+        return "no reference: the model has no production version yet (a first run)"
+    return f"compared with {production.note}"
 
 
 def require_columns(schema: TableSchema, named: dict[str, list[str]]) -> None:
@@ -531,6 +584,16 @@ def require_columns(schema: TableSchema, named: dict[str, list[str]]) -> None:
                 stage="validate")
 
 
+@dataclass(frozen=True)
+class Validated:
+    """What the validate stage found: the schema, the statistics and the data checks."""
+
+    schema: TableSchema
+    statistics: TableStatistics
+    result: ValidationResult
+    reference: TableStatistics | None
+
+
 @reports_errors
 def run(
     snapshot_path: str,
@@ -540,6 +603,9 @@ def run(
     schema_out: str,
     report_out: str,
     *,
+    statistics_out: str = "",
+    validation_out: str = "",
+    report_html_out: str = "",
     test_size: float = DEFAULTS["test_size"],
     min_test_rows: int = DEFAULTS["min_test_rows"],
     min_class_test_rows: int = DEFAULTS["min_class_test_rows"],
@@ -549,15 +615,33 @@ def run(
     split_key: Sequence[str] = (),
     split_time_column: str = "",
     slices: Sequence[str] = (),
-) -> TableSchema:
-    """The validate stage: usable rows, schema document and Markdown report; returns the schema.
+    validation_rules: str | ValidationRules = DEFAULTS["validation_rules"],
+    severity: Sequence[str] = (),
+    exclude_columns: Sequence[str] = (),
+    seed: int = DEFAULTS["seed"],
+) -> Validated:
+    """The validate stage: usable rows, schema, statistics, data checks and the reports.
 
     The columns later stages are told to use (``split_key``, ``split_time_column``, ``slices``)
-    are checked here, so that a misspelt one stops the run before anything is trained.
+    and the ones the user excludes are checked here, so that a misspelt one stops the run
+    before anything is trained.
 
     With ``store`` and ``model_name`` (the pipeline always gives both) the run is compared with
-    the model's production version; with neither (the component used on its own) it is not.
+    the model's production version: what it predicts, and its stored statistics (the reference
+    of the data checks); with neither (the component used on its own) it is not. The reports
+    are written before a blocking anomaly stops the run, so ``keel validate`` can show them.
+    The ``*_out`` paths left empty are not written.
     """
+    from keel.data_checks import (
+        check_data,
+        error_message,
+        leakage_scores,
+        summary_lines,
+        with_excluded,
+    )
+    from keel.statistics import compute_statistics
+    from keel.validation_report import report_html, report_markdown
+
     if not isinstance(store, str) or not isinstance(model_name, str) or bool(store) != bool(
             model_name):
         raise ParameterError(
@@ -571,20 +655,58 @@ def run(
     min_test_rows = checked("min_test_rows", min_test_rows)
     min_class_test_rows = checked("min_class_test_rows", min_class_test_rows)
     allow_target_change = checked("allow_target_change", allow_target_change)
+    rules: ValidationRules = (validation_rules if isinstance(validation_rules, ValidationRules)
+                              else checked("validation_rules", validation_rules))
+    severity = checked("severity", list(severity))
+    excluded = checked("exclude_columns", list(exclude_columns))
+    seed = checked("seed", seed)
     named = {"split_key": checked("split_key", list(split_key)),
              "split_time_column": [checked("split_time_column", split_time_column)] if
-             split_time_column else [], "slices": checked("slices", list(slices))}
+             split_time_column else [], "slices": checked("slices", list(slices)),
+             "exclude_columns": excluded}
+    if target in excluded or rules.columns.get(target, None) is not None and \
+            rules.columns[target].exclude:
+        raise ParameterError(
+            f"The target {shown(target)} cannot be excluded (exclude_columns or the validation "
+            "rules): it is what the model predicts.", stage="validate")
     compared = bool(store)
     production = None
     if compared:
-        production = read_production(checked("store", store), checked("model_name", model_name))
-    schema = validate(
-        snapshot_path, target, task, dataset_out, test_size=test_size,
-        min_test_rows=min_test_rows, min_class_test_rows=min_class_test_rows,
-        production=production, allow_target_change=allow_target_change,
+        production = read_production(checked("store", store), checked("model_name", model_name),
+                                     reference=True)
+    statistics = compute_statistics(snapshot_path)
+    schema, frame = usable_table(
+        snapshot_path, target, task, test_size=test_size, min_test_rows=min_test_rows,
+        min_class_test_rows=min_class_test_rows, production=production,
+        allow_target_change=allow_target_change,
+        excluded=[*excluded, *(c for c, rule in rules.columns.items() if rule.exclude)],
+        categorical=[c for c, rule in rules.columns.items() if rule.type == "categorical"],
     )
     require_columns(schema, named)
+    features = [c.name for c in schema.columns if c.role == "feature"]
+    result = check_data(
+        statistics, schema, reference=None if production is None else production.statistics,
+        reference_schema=None if production is None else production.schema,
+        production_features=() if production is None else production.features,
+        reference_version=None if production is None else production.version,
+        reference_note=reference_note(production, compared),
+        rules=with_excluded(rules, excluded), severity=severity,
+        leakage=leakage_scores(frame, target, schema.task, features, seed=seed),
+    )
+    reference = None if production is None else production.statistics
+    notes = [production_note(production, schema, compared)]
     schema.write(schema_out)
     with open(report_out, "w") as f:
-        f.write(report_markdown(schema, [production_note(production, schema, compared)]))
-    return schema
+        f.write(report_markdown(schema, statistics, result, reference, notes))
+    if statistics_out:
+        statistics.write(statistics_out)
+    if validation_out:
+        result.write(validation_out)
+    if report_html_out:
+        with open(report_html_out, "w") as f:
+            f.write(report_html(schema, statistics, result, reference, notes,
+                                title=model_name or target))
+    if result.errors:
+        raise DataValidationError(error_message(result), details=summary_lines(result))
+    frame.to_parquet(dataset_out, index=False, compression="zstd")
+    return Validated(schema=schema, statistics=statistics, result=result, reference=reference)

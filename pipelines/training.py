@@ -9,7 +9,7 @@ Compile with ``make compile`` (or ``keel compile``); the committed spec in
 from pathlib import Path
 from typing import TypeVar
 
-from kfp import compiler, dsl
+from kfp import compiler, dsl, kubernetes
 
 from keel.components import evaluate, ingest, preprocess, promote, publish, train, tune, validate
 from keel.settings import pipeline_docstring
@@ -20,6 +20,9 @@ SUMMARY = "Train, evaluate and publish a scikit-learn model; promote it only if 
 Task = TypeVar("Task", bound=dsl.PipelineTask)
 #: Trials of a search running at once on a cluster (kfp.local runs at most 2 at a time).
 SEARCH_PARALLELISM = 8
+#: Keys of the source secret (the source_secret parameter) -> the variables ingest reads them
+#: from; the secret and each key are optional, so a public source needs no secret.
+SOURCE_SECRET_KEYS = {"password": "KEEL_SOURCE_PASSWORD", "token": "KEEL_SOURCE_TOKEN"}
 
 
 def as_stage(task: Task) -> Task:
@@ -42,6 +45,13 @@ def training_pipeline(
     override_reason: str = "",
     source_format: str = "auto",
     source_encoding: str = "utf-8",
+    source_query: str = "",
+    source_table: str = "",
+    records_key: str = "",
+    source_secret: str = "keel-source",
+    validation_rules: str = "{}",
+    severity: list = [],  # noqa: B006
+    exclude_columns: list = [],  # noqa: B006
     min_test_rows: int = 20,
     min_class_test_rows: int = 5,
     allow_target_change: bool = False,
@@ -61,12 +71,18 @@ def training_pipeline(
     model_registry_uri: str = "",
 ) -> str:
     ingested = as_stage(ingest(source=source, source_format=source_format,
-                               source_encoding=source_encoding))
+                               source_encoding=source_encoding, source_query=source_query,
+                               source_table=source_table, records_key=records_key))
+    # Credentials reach ingest only as environment variables from a Kubernetes secret: never a
+    # parameter, so never in the compiled spec or the run's inputs.
+    kubernetes.use_secret_as_env(ingested, secret_name=source_secret,
+                                 secret_key_to_env=SOURCE_SECRET_KEYS, optional=True)
     checked = as_stage(validate(
         snapshot=ingested.outputs["snapshot"], target=target, task=task, test_size=test_size,
         min_test_rows=min_test_rows, min_class_test_rows=min_class_test_rows, store=store,
         model_name=model_name, allow_target_change=allow_target_change, split_key=split_key,
-        split_time_column=split_time_column, slices=slices,
+        split_time_column=split_time_column, slices=slices, validation_rules=validation_rules,
+        severity=severity, exclude_columns=exclude_columns, seed=seed,
     ))
     split = as_stage(preprocess(
         dataset=checked.outputs["dataset"], schema=checked.outputs["schema"],
@@ -97,6 +113,8 @@ def training_pipeline(
     published = as_stage(publish(
         store=store, model_name=model_name, model=fitted.outputs["model"],
         snapshot=ingested.outputs["snapshot"], schema=checked.outputs["schema"],
+        statistics=checked.outputs["statistics"], checks=checked.outputs["checks"],
+        validation_report=checked.outputs["report_html"],
         feature_spec=split.outputs["feature_spec"], split=split.outputs["split"],
         record=fitted.outputs["record"], decision=scored.outputs["decision"],
         report=scored.outputs["report"], ingest_info=ingested.outputs["Output"],

@@ -8,6 +8,9 @@ own, and gives up after ``TIMEOUT`` seconds.
 
 from __future__ import annotations
 
+import html
+import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -82,3 +85,23 @@ def screenshot(page: Path, png: Path | None = None, *, width: int = 1280, height
     if not png.is_file() or png.stat().st_size == 0:
         pytest.fail(f"Chromium wrote no screenshot of {page} to {png}", pytrace=False)
     return png
+
+
+def measure(page: Path, script: str) -> tuple[str, dict]:
+    """The page's DOM as Chromium rendered it, and what ``script`` measured in it.
+
+    ``script`` (a ``<script>`` element, added before ``</body>`` of a copy of the page) stores
+    its findings as JSON in the body's ``data-measure`` attribute.
+    """
+    measured = page.with_name(page.stem + "-measured.html")
+    measured.write_text(page.read_text().replace("</body>", script + "</body>"))
+    dom = dump_dom(measured)
+    layout = re.search(r'data-measure="([^"]*)"', dom)
+    assert layout, "the layout was not measured"
+    return dom, json.loads(html.unescape(layout[1]))
+
+
+def visible_text(dom: str) -> str:
+    """The page's text as a reader sees it: no tags, styles, scripts or titles; entities decoded."""
+    dom = re.sub(r"<(style|script|title)\b.*?</\1>", " ", dom, flags=re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", dom)).split())

@@ -42,3 +42,11 @@ def test_every_stage_has_its_module_component_and_run_entry_point(stage):
     component = getattr(importlib.import_module("keel.components"), stage)
     assert component.component_spec.name == stage
     assert callable(getattr(module, "run", None) or getattr(module, stage, None))
+
+
+@pytest.mark.parametrize("module", ["keel.data_checks", "keel.statistics",
+                                    "keel.validation_report", "keel.source_sql",
+                                    "keel.source_http"])
+def test_what_ingest_and_validate_load_later_never_imports_scikit_learn(module):
+    # validate imports its checks and ingest its source plug-ins only when they run
+    assert "sklearn" not in imported_after(module), module

@@ -463,7 +463,7 @@ PREFLIGHT_ERRORS = {
     "empty target": (["--target", ""], "validate", ["'target' parameter", "''"]),
     "empty source": (["--source", ""], "ingest", ["'source' parameter"]),
     "unknown source scheme": (["--source", "s3://bucket/t.csv"], "ingest", ["s3://", "gs://"]),
-    "https source": (["--source", "https://example.com/t.csv"], "ingest", ["'https://'"]),
+    "ftp source": (["--source", "ftp://example.com/t.csv"], "ingest", ["'ftp://'"]),
     "unknown store scheme": (["--store", "s3://bucket/keel"], "publish", ["s3://", "gs://"]),
     "gs store without a bucket": (["--store", "gs://"], "publish", ["bucket"]),
     # -- places

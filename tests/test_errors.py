@@ -8,6 +8,7 @@ import pytest
 
 from keel.errors import (
     ERROR_FILE_ENV,
+    MAX_DETAILS,
     DataValidationError,
     IntegrityError,
     KeelError,
@@ -76,7 +77,28 @@ def test_reports_errors_writes_the_error_file_and_reraises(tmp_path, monkeypatch
     assert json.loads(path.read_text()) == {
         "type": "SchemaError", "stage": "validate",
         "message": "The 'target' parameter must be a column. Got 'price'.",
-        "unexpected": False}
+        "unexpected": False, "details": []}
+
+
+def test_details_travel_through_the_error_file_escaped_and_bounded(tmp_path, monkeypatch):
+    path = tmp_path / "error.json"
+    monkeypatch.setenv(ERROR_FILE_ENV, str(path))
+
+    @reports_errors
+    def checks_stage():
+        raise DataValidationError("2 blocking data anomalies", details=[
+            "error 'income' type_change: double in the reference, string now",
+            "warning 'a\x1b[31mb' drift: psi 0.41 (threshold 0.2)", *(["x" * 500] * 60)])
+
+    with pytest.raises(DataValidationError) as caught:
+        checks_stage()
+    rebuilt = from_report(json.loads(path.read_text()))
+    assert isinstance(rebuilt, DataValidationError)
+    assert rebuilt.details[0] == caught.value.details[0] == (
+        "error 'income' type_change: double in the reference, string now")
+    assert "\x1b" not in rebuilt.details[1]  # the raw escape never reaches a terminal
+    assert "'a\\x1b[31mb'" in rebuilt.details[1]  # it is shown escaped
+    assert len(rebuilt.details) == MAX_DETAILS and all(len(d) <= 300 for d in rebuilt.details)
 
 
 def test_reports_errors_records_an_overridden_stage(tmp_path, monkeypatch):

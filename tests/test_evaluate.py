@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from keel.contracts import (
+    SCHEMA_VERSION,
     Baseline,
     Check,
     ColumnInfo,
@@ -439,7 +440,7 @@ def test_decision_record_is_strict_json_with_every_field():
     assert set(document) == {"schema_version", "passed", "checks", "baseline", "first_run",
                              "thresholds", "override", "notes", "metrics", "test_rows",
                              "comparison", "per_class", "slices"}
-    assert document["schema_version"] == 3
+    assert document["schema_version"] == SCHEMA_VERSION
     assert document["metrics"] == candidate and document["test_rows"] == ROWS
     assert [c["check"] for c in document["checks"]] == [
         "lower", "relative_change", "absolute_change", "upper"]

@@ -546,7 +546,7 @@ def test_missing_file_is_a_source_error(tmp_path):
     assert caught.value.stage == "ingest"
 
 
-@pytest.mark.parametrize("source", ["s3://bucket/t.csv", "https://example.com/t.csv"])
+@pytest.mark.parametrize("source", ["s3://bucket/t.csv", "ftp://example.com/t.csv"])
 def test_unsupported_scheme_is_a_parameter_error_not_a_missing_local_file(tmp_path, source):
     with pytest.raises(ParameterError) as caught:
         run(tmp_path, source)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import html
-import json
 import math
 import re
 import subprocess
@@ -277,19 +275,11 @@ document.body.setAttribute("data-measure", JSON.stringify({
 
 
 def measure(page: Path) -> tuple[str, dict]:
-    """The card's DOM as Chromium rendered it at 1280 px, and the layout measured in it."""
-    measured = page.with_name(page.stem + "-measured.html")
-    measured.write_text(page.read_text().replace("</body>", MEASURE + "</body>"))
-    dom = browser.dump_dom(measured)
-    layout = re.search(r'data-measure="([^"]*)"', dom)
-    assert layout, "the layout was not measured"
-    return dom, json.loads(html.unescape(layout[1]))
+    """The page's DOM as Chromium rendered it at 1280 px, and the layout measured in it."""
+    return browser.measure(page, MEASURE)
 
 
-def visible_text(dom: str) -> str:
-    """The page's text as a reader sees it: no tags, styles or scripts; entities decoded."""
-    dom = re.sub(r"<(style|script)\b.*?</\1>", " ", dom, flags=re.S)
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", dom)).split())
+visible_text = browser.visible_text
 
 
 def near(image: np.ndarray, colour: tuple[int, int, int], tolerance: int = 30) -> int:

@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from keel.contracts import Decision, Manifest, Search, SplitRule, Trial
+from keel.contracts import SCHEMA_VERSION, Decision, Manifest, Search, SplitRule, Trial
 from keel.errors import RegistryConflict
 from keel.registry import MANIFEST_FILE, MODEL_FILE, Registry, who
 from keel.storage import LocalStore, open_store
@@ -318,7 +318,7 @@ def test_diff_of_a_0_1_0_version_and_a_new_one(store_0_1_0, model_files):
     new = publish(store_0_1_0, model_files, second_lineage())
     assert new == 3
     diff = ok_json(keel(store_0_1_0, "diff", "2", "3", "--json"))
-    assert (diff["a"]["schema_version"], diff["b"]["schema_version"]) == (1, 3)
+    assert (diff["a"]["schema_version"], diff["b"]["schema_version"]) == (1, SCHEMA_VERSION)
     assert diff["split"]["a"] is None and diff["split"]["b"]["columns"] == ["Status", "Age"]
     assert diff["search"]["a"] is None and diff["search"]["b"]["best_params"] == {"max_depth": 5}
     assert "split: not recorded -> hash of 2 columns (test_size 0.2)" in diff["changes"]

@@ -58,6 +58,9 @@ EXPECTED_WIRING = {
     ("publish", "split"): ("preprocess", "split"),
     ("publish", "report"): ("evaluate", "report"),
     ("publish", "decision"): ("evaluate", "decision"),
+    ("publish", "statistics"): ("validate", "statistics"),
+    ("publish", "checks"): ("validate", "checks"),
+    ("publish", "validation_report"): ("validate", "report_html"),
     ("publish", "ingest_info"): ("ingest", "Output"),
     ("promote", "publication"): ("publish", "Output"),
     ("promote", "decision"): ("evaluate", "decision"),
@@ -75,9 +78,19 @@ def compile_in_subprocess(path: Path) -> None:
     assert result.returncode == 0, f"Compiling the pipeline failed:\n{result.stderr}"
 
 
+def documents(path: Path) -> list[dict[str, Any]]:
+    """The compiled file's documents: the pipeline spec, then the Kubernetes platform spec."""
+    return list(yaml.safe_load_all(path.read_text()))
+
+
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    return yaml.safe_load(COMMITTED.read_text())
+    return documents(COMMITTED)[0]
+
+
+@pytest.fixture(scope="module")
+def platform() -> dict[str, Any]:
+    return documents(COMMITTED)[1]
 
 
 def tasks(spec: dict[str, Any]) -> dict[str, Any]:
@@ -233,7 +246,7 @@ def test_compiling_with_keel_image_registry_changes_every_image(tmp_path, monkey
     monkeypatch.setenv("KEEL_IMAGE_REGISTRY", registry)
     path = tmp_path / "training.yaml"
     compile_in_subprocess(path)
-    executors = yaml.safe_load(path.read_text())["deploymentSpec"]["executors"]
+    executors = documents(path)[0]["deploymentSpec"]["executors"]
     used = {executor["container"]["image"] for executor in executors.values()}
     assert used == {f"{registry}/{stage}:{keel.__version__}" for stage in STAGE_NAMES}
 
@@ -270,3 +283,33 @@ def test_caching_follows_the_stage_table(spec, stage):
 @pytest.mark.parametrize("name", ["ingest", "validate", "evaluate", "publish", "promote"])
 def test_tasks_that_read_fresh_state_or_write_the_store_are_never_cached(name):
     assert not next(s for s in STAGES if s.name == name).cacheable
+
+
+def test_source_credentials_come_only_from_an_optional_kubernetes_secret(spec, platform):
+    # The ingest pod gets KEEL_SOURCE_PASSWORD / KEEL_SOURCE_TOKEN from the secret that the
+    # source_secret parameter names; no parameter holds a credential.
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    ingest_executor = spec["components"][tasks(spec)["ingest"]["componentRef"]["name"]][
+        "executorLabel"]
+    assert set(executors) == {ingest_executor}  # no other stage sees the secret
+    (secret,) = executors[ingest_executor]["secretAsEnv"]
+    assert secret["optional"] is True  # a public source needs no secret
+    assert secret["secretNameParameter"] == {"componentInputParameter": "source_secret"}
+    assert {(k["secretKey"], k["envVar"]) for k in secret["keyToEnv"]} == {
+        ("password", "KEEL_SOURCE_PASSWORD"), ("token", "KEEL_SOURCE_TOKEN")}
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert not [name for name in parameters if re.search(r"pass|token|secret_value|cred", name)]
+    assert parameters["source_secret"]["defaultValue"] == "keel-source"
+    text = COMMITTED.read_text()
+    assert "KEEL_SOURCE_PASSWORD" in text
+    assert not re.search(r"postgres(ql)?://[^\s'\"@/]*:[^\s'\"@/]*@", text)  # no user:password@
+
+
+def test_a_password_in_a_source_url_is_refused_before_anything_runs():
+    from keel.errors import ParameterError
+    from keel.settings import check_settings
+
+    with pytest.raises(ParameterError, match="KEEL_SOURCE_PASSWORD") as caught:
+        check_settings({"source": "postgresql://ml:s3cret@db:5432/loans", "target": "t",
+                        "store": "/tmp/store", "source_table": "loans"})
+    assert "s3cret" not in str(caught.value)

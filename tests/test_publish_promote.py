@@ -39,11 +39,14 @@ def run_stages(folder: Path, store: str, thresholds: dict | None = None) -> dict
     p = {name: str(folder / name) for name in (
         "snapshot.parquet", "dataset.parquet", "schema.json", "report.md", "train.parquet",
         "test.parquet", "spec.json", "split.json", "model.joblib", "record.json",
-        "decision.json", "report.json", "model_card.html")}
+        "decision.json", "report.json", "model_card.html", "statistics.json", "validation.json",
+        "validation_report.html")}
     result = ingest.ingest(str(folder / "table.csv"), p["snapshot.parquet"])
     p["ingest"] = result.to_json()
     validate.run(p["snapshot.parquet"], "churn", "auto", p["dataset.parquet"], p["schema.json"],
-                 p["report.md"])
+                 p["report.md"], statistics_out=p["statistics.json"],
+                 validation_out=p["validation.json"],
+                 report_html_out=p["validation_report.html"])
     trials = preprocess.run(p["dataset.parquet"], p["schema.json"], 0.25, "auto",
                             p["train.parquet"], p["test.parquet"], p["spec.json"], p["split.json"],
                             estimator="linear")
@@ -60,7 +63,9 @@ def publish_from(p: dict[str, str], store: str, run_id: str = "run-1") -> Public
     return publish.run(store, MODEL, p["model.joblib"], p["snapshot.parquet"], p["schema.json"],
                        p["spec.json"], p["record.json"], p["decision.json"], p["ingest"], run_id,
                        split_path=p["split.json"], report_path=p["report.json"],
-                       card_out=p["model_card.html"])
+                       card_out=p["model_card.html"], statistics_path=p["statistics.json"],
+                       checks_path=p["validation.json"],
+                       validation_report_path=p["validation_report.html"])
 
 
 def test_publish_writes_a_version_and_never_moves_production(store_uri, tmp_path):
@@ -81,7 +86,9 @@ def test_publish_writes_a_version_and_never_moves_production(store_uri, tmp_path
     assert manifest.environment.git_commit and manifest.environment.scikit_learn
     assert manifest.training.estimator == "linear" and manifest.run_id == "run-1"
     assert set(manifest.files) == {"model.joblib", "schema.json", "feature_spec.json",
-                                   "model_card.html"}
+                                   "model_card.html", "statistics.json",
+                                   "validation_report.html"}
+    assert manifest.validation is not None and manifest.validation.reference_version is None
     assert manifest.split == SplitResult.read(p["split.json"]).rule
     assert manifest.split.method == "hash" and manifest.split.columns == ["age", "churn", "city"]
     card = registry.store.read_bytes("registry/churn/versions/1/model_card.html").decode()

@@ -47,7 +47,8 @@ def test_the_pipeline_signature_is_the_table():
 
 
 def test_the_compiled_pipeline_describes_each_input_with_the_table_help():
-    inputs = yaml.safe_load(COMPILED.read_text())["root"]["inputDefinitions"]["parameters"]
+    spec = next(yaml.safe_load_all(COMPILED.read_text()))  # then the Kubernetes platform spec
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
     for name, setting in SETTINGS.items():
         assert " ".join(inputs[name]["description"].split()) == setting.help, name
 
@@ -223,7 +224,8 @@ def test_thresholds_from_the_command_line():
 
 @pytest.mark.parametrize(("source", "name"), [
     ("data/credit.csv", "credit"), ("gs://b/tables/Sales 2026.parquet", "sales-2026"),
-    ("t.csv.gz", "t"), ("/", "model"),
+    ("t.csv.gz", "t"), ("/", "model"), ("https://api.example.com/v1/loans?page=1", "loans"),
+    ("postgresql://keel@127.0.0.1:5432/credit", "credit"), ("gs://b/exports/2026-11/", "2026-11"),
 ])
 def test_default_model_name(source, name):
     assert default_model_name(source) == name

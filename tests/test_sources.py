@@ -304,11 +304,16 @@ def test_local_paths_and_gs_uris_are_accepted_unchanged(uri):
     assert type(open_source(uri)) is FileSource
 
 
+def test_supported_forms_name_files_folders_apis_and_databases():
+    forms = sources.supported_forms()
+    assert forms.startswith("a local path, gs://bucket/object, ")
+    assert "https://host/path (a JSON API)" in forms and " or " in forms
+
+
 @pytest.mark.parametrize(
     ("uri", "scheme"),
-    [("s3://bucket/t.csv", "s3://"), ("http://example.com/t.csv", "http://"),
-     ("https://example.com/t.csv", "https://"), ("ftp://host/t.csv", "ftp://"),
-     ("file:///tmp/t.csv", "file://"), ("postgresql://db/table", "postgresql://"),
+    [("s3://bucket/t.csv", "s3://"), ("ftp://host/t.csv", "ftp://"),
+     ("file:///tmp/t.csv", "file://"), ("hdfs://nn/t.csv", "hdfs://"),
      ("s3a+x.y-z://b/t.csv", "s3a+x.y-z://")],
 )
 def test_unknown_schemes_are_refused_naming_scheme_and_supported_forms(uri, scheme):
@@ -316,7 +321,7 @@ def test_unknown_schemes_are_refused_naming_scheme_and_supported_forms(uri, sche
         check_source_uri(uri)
     assert caught.value.stage == "ingest"
     assert str(caught.value) == (
-        "[ingest] The 'source' parameter of ingest must be a local path or gs://bucket/object; "
+        f"[ingest] The 'source' parameter of ingest must be {sources.supported_forms()}; "
         f"the scheme {scheme!r} is not supported. Got {uri!r}."
     )
     with pytest.raises(ParameterError):
@@ -328,25 +333,49 @@ def test_an_empty_source_is_refused(uri):
     with pytest.raises(ParameterError) as caught:
         check_source_uri(uri)
     assert str(caught.value) == (
-        "[ingest] The 'source' parameter of ingest must be a local path or gs://bucket/object. "
+        f"[ingest] The 'source' parameter of ingest must be {sources.supported_forms()}. "
         f"Got {uri!r}."
     )
 
 
-@pytest.mark.parametrize("uri", ["gs://", "gs://bucket", "gs://bucket/", "gs:///t.csv"])
-def test_gs_uri_without_bucket_or_object_is_refused(uri):
+@pytest.mark.parametrize("uri", ["gs://", "gs:///t.csv", "gs:///"])
+def test_gs_uri_without_bucket_is_refused(uri):
     with pytest.raises(ParameterError) as caught:
         check_source_uri(uri)
-    assert "bucket and an object" in str(caught.value) and repr(uri) in str(caught.value)
+    assert str(caught.value) == (
+        "[ingest] The 'source' parameter of ingest must name a bucket, like gs://bucket/object "
+        f"or gs://bucket/prefix/. Got {uri!r}."
+    )
+
+
+@pytest.mark.parametrize(
+    ("uri", "fmt", "folder"),
+    [("gs://bucket", "auto", True), ("gs://bucket/", "auto", True),
+     ("gs://bucket/exports/2026-11/", "auto", True), ("gs://bucket/exports/2026-11", "auto", True),
+     ("gs://bucket/exports/2026-11", "csv", False), ("gs://bucket/exports/t.csv", "auto", False),
+     ("gs://bucket/out.csv/", "auto", True), ("no/such/folder/", "auto", True),
+     ("no/such/file", "csv", False)],
+)
+def test_folders_and_prefixes_are_told_from_files_by_name_without_reading(uri, fmt, folder):
+    # No emulator runs here: deciding must not touch GCS.
+    assert check_source_uri(uri) == uri
+    source = open_source(uri, fmt)
+    assert type(source) is (sources.FolderSource if folder else FileSource)
+
+
+def test_an_existing_local_folder_is_a_folder_source_whatever_its_name(tmp_path):
+    (tmp_path / "tables.csv").mkdir()
+    assert type(open_source(str(tmp_path / "tables.csv"))) is sources.FolderSource
+    assert type(open_source(str(tmp_path))) is sources.FolderSource
 
 
 def test_supported_forms_in_messages_come_from_the_registry(memory_scheme):
     assert check_source_uri("mem://rows") == "mem://rows"
     with pytest.raises(ParameterError) as caught:
         check_source_uri("s3://bucket/t.csv")
-    assert "must be a local path, gs://bucket/object or mem://name; the scheme 's3://'" in str(
-        caught.value
-    )
+    assert str(caught.value).startswith(
+        "[ingest] The 'source' parameter of ingest must be a local path, gs://bucket/object, ")
+    assert "mem://name" in str(caught.value) and "the scheme 's3://'" in str(caught.value)
 
 
 # --- the plug-in seam: a source that is not a file ---------------------------------------------
@@ -430,8 +459,18 @@ def test_nested_columns_are_refused_whatever_the_source(tmp_path, memory_scheme)
     assert "'tags'" in str(caught.value) and "nested" in str(caught.value)
 
 
-def test_the_default_registry_reads_local_paths_and_gs():
-    assert set(SOURCES) == {"", "gs"}
+def test_the_registry_holds_files_until_the_plugins_load_on_the_first_look_up():
+    code = ("import json, sys; import keel.sources as s; before = sorted(s.SOURCES); "
+            "after = {k: v.source.__module__ for k, v in s.registered().items()}; "
+            "print(json.dumps([before, after, 'pyarrow' in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    before, after, pyarrow_loaded = json.loads(out.stdout)
+    assert before == ["", "gs"]
+    assert after["http"] == after["https"] == "keel.source_http"
+    assert after[""] == after["gs"] == "keel.sources"
+    assert set(after.values()) == {"keel.sources", "keel.source_http", "keel.source_sql"}
+    assert not pyarrow_loaded  # loading the plugins stays cheap for the CLI
     with pytest.raises(ParameterError):
         check_source_uri("mem://people")
 

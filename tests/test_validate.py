@@ -13,17 +13,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from keel.contracts import ColumnInfo, ContractError, TableSchema
+from keel.contracts import ColumnInfo, ContractError, TableSchema, ValidationResult
 from keel.errors import DataValidationError, ParameterError, SchemaError
+from keel.statistics import compute_statistics
 from keel.validate import (
     MAX_CATEGORIES,
     MAX_CLASSES_FOR_NUMERIC_TARGET,
     infer_task,
-    report_markdown,
     run,
     schema_hash,
     validate,
 )
+from keel.validation_report import report_markdown
 
 ROWS = 60  # more than MAX_CATEGORIES, so identifier and free-text rules can apply
 
@@ -44,6 +45,22 @@ def table(**columns: Any) -> pd.DataFrame:
 
 # The schema tests use 60-row tables (12 test rows): the size rules are off unless a test sets them.
 NO_SIZE_RULES = {"min_test_rows": 0, "min_class_test_rows": 0}
+
+
+def report_of(tmp_path: Path, schema: TableSchema, notes: list[str] | None = None) -> str:
+    """The Markdown report of the snapshot check() last wrote, with no reference."""
+    statistics = compute_statistics(str(tmp_path / "snapshot.parquet"))
+    nothing = ValidationResult(reference_version=None, reference_rows=None,
+                               reference_note="no reference", anomalies=[], drift=[], leakage=[])
+    return report_markdown(schema, statistics, nothing, None, notes or [])
+
+
+def column_table(report: str) -> list[str]:
+    """The rows of the report's column table (its header first)."""
+    lines = report.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| column | type | kind"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return [line for line in lines[start:end] if "---" not in line]
 
 
 def snapshot_of(tmp_path: Path, frame: pd.DataFrame | pa.Table) -> str:
@@ -334,7 +351,7 @@ def test_infinite_values_are_read_as_missing_and_counted(tmp_path):
     round_trips(schema)
     written = pd.read_parquet(tmp_path / "valid.parquet")["ratio"]
     assert written.isna().sum() == ROWS // 2 and not np.isinf(written).any()
-    assert "infinite values read as missing: ratio (" in report_markdown(schema)
+    assert "infinite values read as missing: ratio (" in report_of(tmp_path, schema)
 
 
 def test_an_infinite_regression_target_drops_its_row(tmp_path):
@@ -347,7 +364,8 @@ def test_an_infinite_regression_target_drops_its_row(tmp_path):
 
 def test_report_escapes_pipes_in_column_names(tmp_path):
     schema = check(tmp_path, table(**{"a|b": np.arange(ROWS) % 7}))
-    row = next(line for line in report_markdown(schema).splitlines() if line.startswith("| a"))
+    row = next(line for line in column_table(report_of(tmp_path, schema))
+               if line.startswith("| a"))
     assert row.startswith("| a\\|b | ") and row.count(" | ") == 6
 
 
@@ -396,13 +414,13 @@ def test_report_markdown_has_every_column_and_the_counts(tmp_path):
     status[3] = None
     schema = check(tmp_path, table(status=status, country="ES"))
 
-    report = report_markdown(schema)
+    report = report_of(tmp_path, schema)
 
     assert report.startswith("# Validation report: target `status` (classification)")
     assert "- rows read: 60" in report
     assert "- rows dropped because the target is missing: 1" in report
     assert "- rows kept: 59" in report
-    rows = [line for line in report.splitlines() if line.startswith("| ") and "---" not in line]
+    rows = column_table(report)
     assert [r.split(" | ")[0].removeprefix("| ") for r in rows[1:]] == [
         "income", "home", "status", "country"]
     assert "| country | str | constant | excluded | 0 | 1 | it has a single value ('ES') |" in report
@@ -414,14 +432,17 @@ def test_run_writes_the_dataset_schema_and_report(tmp_path):
     out = {name: tmp_path / name for name in ("valid.parquet", "schema.json", "report.md")}
 
     # 60 rows: 12 test rows, 6 per class
-    schema = run(str(snapshot), "status", "auto", *(str(p) for p in out.values()),
-                 min_test_rows=12, min_class_test_rows=6)
+    validated = run(str(snapshot), "status", "auto", *(str(p) for p in out.values()),
+                    min_test_rows=12, min_class_test_rows=6)
+    schema = validated.schema
 
     assert isinstance(schema, TableSchema)
     assert TableSchema.read(out["schema.json"], stage="preprocess") == schema
     assert json.loads(out["schema.json"].read_text()) == schema.to_dict()
     note = "production: not compared (no store and model name given)"
-    assert out["report.md"].read_text() == report_markdown(schema, [note])
+    assert validated.result.reference_version is None
+    assert out["report.md"].read_text() == report_markdown(
+        schema, validated.statistics, validated.result, None, [note])
     assert f"excluded columns: 0\n- {note}\n" in out["report.md"].read_text()
     assert len(pd.read_parquet(out["valid.parquet"])) == ROWS
 
