@@ -67,7 +67,7 @@ mlflow-venv: $(MLFLOW_READY) ## Create .venv-mlflow with the MLflow server the m
 bench: $(READY) ## Benchmarks, never part of make test: statistics' time and peak memory at N and 10N rows
 	$(BIN)/python benchmarks/statistics_memory.py
 
-compile: $(READY) ## Regenerate pipelines/compiled/training.yaml and components/README.md
+compile: $(READY) ## Regenerate pipelines/compiled/*.yaml (training, batch prediction) and components/README.md
 	$(BIN)/keel compile
 
 images: $(READY) ## Build the base and stage images with podman (see images/README.md)

@@ -5,6 +5,7 @@ when a container starts (``install_kfp_package=False``). The settings a componen
 described once, in ``keel.settings`` (``document_settings`` copies their help into the docstring).
 """
 
+from keel.components.deploy import deploy
 from keel.components.evaluate import evaluate
 from keel.components.ingest import ingest
 from keel.components.preprocess import preprocess
@@ -14,4 +15,5 @@ from keel.components.train import train
 from keel.components.tune import tune
 from keel.components.validate import validate
 
-__all__ = ["ingest", "validate", "preprocess", "tune", "train", "evaluate", "publish", "promote"]
+__all__ = ["ingest", "validate", "preprocess", "tune", "train", "evaluate", "publish", "deploy",
+           "promote"]

@@ -56,4 +56,5 @@ def publish(
                run_id, split_path=split.path, report_path=report.path,
                card_out=model_card.path, statistics_path=statistics.path,
                checks_path=checks.path,
-               validation_report_path=validation_report.path).to_json()
+               validation_report_path=validation_report.path,
+               golden_path=os.path.join(model.path, "golden_rows.json")).to_json()

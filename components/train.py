@@ -24,7 +24,8 @@ def train(
         train: The training split.
         feature_spec: The feature spec from preprocess.
         trials: The trials' results, collected from the search's ParallelFor.
-        model: Directory holding model.joblib, the fitted scikit-learn Pipeline.
+        model: Directory holding model.joblib, the fitted scikit-learn Pipeline, and
+            golden_rows.json, rows with the answers the model gave them (the smoke test's).
         record: JSON training record (estimator, parameters, search, rows, fit time).
 
     Returns:
@@ -37,6 +38,7 @@ def train(
     os.makedirs(model.path, exist_ok=True)
     result = run(train.path, feature_spec.path, estimator, params, seed,
                  os.path.join(model.path, "model.joblib"), record.path, trials=trials,
-                 validation_size=validation_size, search_random=search_random)
+                 validation_size=validation_size, search_random=search_random,
+                 golden_out=os.path.join(model.path, "golden_rows.json"))
     model.metadata.update(framework="scikit-learn", estimator=result.estimator_class)
     return result.to_json()

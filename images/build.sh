@@ -40,11 +40,11 @@ read -r -a EXTRA_FLAGS <<< "${BUILD_FLAGS:-}"
 
 command -v "$PYTHON" > /dev/null || die "$PYTHON not found: set PYTHON to a Python 3.11"
 
-# Stages (keel/stages.py), tags (keel/images.py) and version come from the package itself, run
-# from the checkout.
+# Images (keel/images.py: the stages of keel/stages.py, predict and serve), tags and version come
+# from the package itself, run from the checkout.
 keel_py() { "$PYTHON" -c "import sys; sys.path.insert(0, '.'); $1"; }
 VERSION="$(keel_py 'from keel import __version__; print(__version__)')"
-read -r -a STAGES <<< "$(keel_py 'from keel.stages import STAGE_NAMES; print(*STAGE_NAMES)')"
+read -r -a STAGES <<< "$(keel_py 'from keel.images import IMAGE_NAMES; print(*IMAGE_NAMES)')"
 if [ "${#REQUESTED[@]}" -gt 0 ]; then
     for stage in "${REQUESTED[@]}"; do
         [[ " ${STAGES[*]} " == *" $stage "* ]] || die "unknown stage '$stage'; stages are ${STAGES[*]}"

@@ -314,6 +314,23 @@ def print_summary(summary: RunSummary) -> None:
             f"{baseline_value}{interval}, required {fmt(check.required)} -> {verdict}")
     for note in summary.decision.notes:
         say(f"  note      {note}")
+    deployment = summary.deployment
+    if deployment is not None:
+        smoke = deployment.smoke_test
+        latency = "" if smoke.latency_ms is None else f", slowest request {smoke.latency_ms:.0f} ms"
+        verdict = "passed" if smoke.passed else f"FAILED: {smoke.reason}"
+        say(f"  serving   smoke test on {smoke.rows} golden rows{latency}: {verdict}")
+        if deployment.enabled:
+            where = f"{deployment.namespace}/{deployment.name}"
+            if deployment.deployed:
+                say(f"  deployed  {where} revision {deployment.revision or '?'} at "
+                    f"{deployment.url or '?'}")
+            else:
+                rolled = (f" (re-applied version {deployment.previous_version})"
+                          if deployment.rolled_back else "")
+                say(f"  deployed  not to {where}: {deployment.reason}{rolled}")
+    if summary.status == "rejected" and summary.reason:
+        say(f"  reason    {summary.reason}")
     for column, reason in summary.excluded_columns.items():
         say(f"  excluded  {column}: {reason}")
     for name, status in summary.mirrors.items():
@@ -385,17 +402,28 @@ def run(ctx: click.Context, /, work_dir: Path, as_json: bool, fail_on_reject: bo
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Where to write the spec [default: pipelines/compiled/training.yaml].")
 def compile_command(output: Path | None) -> None:
-    """Compile the training pipeline to a KFP pipeline spec (YAML); regenerate the components' README."""
+    """Compile the training (and batch prediction) pipelines to KFP specs; regenerate the README.
+
+    With --output, only the training pipeline is written there.
+    """
     from keel.components import readme
+    from keel.pipelines import batch_prediction
     from keel.pipelines.training import COMPILED, compile_pipeline
 
     click.echo(compile_pipeline(output or COMPILED))
     if output is None:
+        click.echo(batch_prediction.compile_pipeline())
         click.echo(readme.write())
 
 
-from keel.models_cli import models  # noqa: E402 - the group needs main's helpers above
+from keel.deploy_cli import deploy_command  # noqa: E402 - the commands need main's helpers
+from keel.models_cli import models  # noqa: E402
+from keel.predict_cli import predict as predict_command  # noqa: E402
+from keel.serve_cli import serve  # noqa: E402
 from keel.validate_cli import validate_command  # noqa: E402
 
 main.add_command(models)
 main.add_command(validate_command)
+main.add_command(predict_command)
+main.add_command(serve)
+main.add_command(deploy_command)

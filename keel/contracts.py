@@ -27,7 +27,8 @@ from pydantic import (
 from keel.errors import KeelError
 
 # 3: split rule, search, comparison, intervals, slices, evaluation report
-# 4: statistics, data checks (anomalies, drift, leakage), validation rules, source details
+# 4: statistics, data checks (anomalies, drift, leakage), validation rules, source details,
+#    golden rows, the serving smoke test and the deployment
 SCHEMA_VERSION = 4
 LEGACY_SCHEMA_VERSION = 1  # documents written by Keel 0.1.0, which had no schema_version
 READING = "keel.reading"  # validation context: a stored document, not one being made
@@ -477,6 +478,29 @@ class TrainRecord(Document):
     search: Search | None = None  # absent when one parameter set was given
 
 
+class GoldenRows(Document):
+    """Rows and the predictions the trained model gave them in the training process.
+
+    Stored with the version (``golden_rows.json``); the serving smoke test sends the rows to a
+    model server and requires the same answers. ``rows`` are JSON records of the model's input
+    columns as a client would send them (a missing value is null).
+    """
+
+    artifact: ClassVar[str] = "golden rows"
+    columns: list[str]
+    rows: list[dict[str, JsonValue]]
+    predictions: list[JsonValue]
+    classes: list[Scalar] | None = None
+    probabilities: list[list[float]] | None = None  # one per row, in ``classes`` order
+
+    @model_validator(mode="after")
+    def _one_answer_per_row(self) -> Self:
+        if len(self.predictions) != len(self.rows) or (
+                self.probabilities is not None and len(self.probabilities) != len(self.rows)):
+            raise ValueError("golden rows need one prediction (and probability row) per row")
+        return self
+
+
 # -- evaluate ---------------------------------------------------------------------------------
 class Baseline(Contract):
     """The production model re-scored on this run's test rows (``metrics`` None if it could not)."""
@@ -699,6 +723,37 @@ class Publication(Document):
     version: int = Field(ge=1)
 
 
+# -- deploy -----------------------------------------------------------------------------------
+class SmokeTest(Contract):
+    """The published version served on loopback by Keel's model server, asked the golden rows."""
+
+    artifact: ClassVar[str] = "smoke test"
+    passed: bool
+    reason: str  # why it failed; "" when it passed
+    rows: int = Field(ge=0)  # golden rows sent
+    latency_ms: float | None = Field(default=None, ge=0)  # of the slowest request
+    where: str = ""  # the server asked: a loopback URL, or the deployed endpoint
+
+
+class Deployment(Document):
+    """What the deploy stage did: the smoke test, and the KServe deployment when enabled."""
+
+    artifact: ClassVar[str] = "deployment"
+    model: str
+    version: int = Field(ge=1)
+    smoke_test: SmokeTest
+    enabled: bool  # a cluster target (namespace) was given
+    deployed: bool  # the InferenceService serves this version now
+    namespace: str = ""
+    name: str = ""  # of the InferenceService
+    url: str = ""
+    revision: str = ""
+    previous_version: int | None = None  # what the InferenceService served before
+    rolled_back: bool = False  # a failed deployment re-applied the previous version
+    reason: str = ""  # why it was not deployed, or what failed
+    endpoint_smoke_test: SmokeTest | None = None
+
+
 # -- promote ----------------------------------------------------------------------------------
 class Promotion(Document):
     """What promote did: whether the alias moved, and where production points now."""
@@ -712,6 +767,7 @@ class Promotion(Document):
     reason: str
     #: each mirror (mlflow, kubeflow) and how recording this run went: "ok" or "failed: why"
     mirrors: dict[str, str] = Field(default_factory=dict)
+    deployment: Deployment | None = None  # absent before schema 4
 
 
 # -- the run summary (built by the CLI from the contracts above) ------------------------------
@@ -779,6 +835,8 @@ class RunSummary(Document):
     model_card: str = ""  # where the version's model card is
     mirrors: dict[str, str] = Field(default_factory=dict)  # mirror -> "ok" or "failed: why"
     validation: ValidationResult | None = None  # the data checks (warnings, drift, leakage)
+    reason: str = ""  # why production moved or did not (promote's reason)
+    deployment: Deployment | None = None  # the serving smoke test and the KServe deployment
 
     @classmethod
     def of(cls, manifest: Manifest, promotion: Promotion, log: str, model_card: str = ""
@@ -815,4 +873,6 @@ class RunSummary(Document):
             model_card=model_card,
             mirrors=promotion.mirrors,
             validation=manifest.validation,
+            reason=promotion.reason,
+            deployment=promotion.deployment,
         )

@@ -223,21 +223,57 @@ def show(store: str, model_name: str | None, version: int | None, as_json: bool,
 @click.option("--force", is_flag=True,
               help="Allow a version its gate rejected, or one newer than production (needs "
                    "--reason); the event records it. Never allows a damaged version.")
+@click.option("--deploy", "namespace", default="", metavar="NAMESPACE",
+              help="Also serve the version from KServe in NAMESPACE (as keel deploy does): "
+                   "production moves only once it is deployed.")
+@click.option("--serving-store", default=None, metavar="URI",
+              help="With --deploy: the store as KServe reads it [default: --store].")
+@click.option("--kubeconfig", default=None, type=click.Path(dir_okay=False),
+              help="With --deploy: kubeconfig file [default: in a pod its service account, "
+                   "else KUBECONFIG or ~/.kube/config].")
+@click.option("--context", default=None, help="With --deploy: kubeconfig context.")
 @mirror_options
 @json_option
 @debug_option()
 def rollback(store: str, model_name: str | None, to: int | None, reason: str, force: bool,
-             mlflow_uri: str, model_registry_uri: str, as_json: bool, debug: bool) -> None:
+             namespace: str, serving_store: str | None, kubeconfig: str | None,
+             context: str | None, mlflow_uri: str, model_registry_uri: str, as_json: bool,
+             debug: bool) -> None:
     """Move production back to the previous production version (or to --to N).
 
-    With production.json missing, --to N restores it. Configured mirrors follow the move.
+    With production.json missing, --to N restores it. Configured mirrors follow the move. With
+    --deploy NAMESPACE the rollback is a deployment: the version is smoke-tested and served
+    from KServe first, and production moves only if that succeeded.
     """
     registry = open_registry(store, model_name)
-    event = registry.rollback(to=to, reason=reason, force=force)
+    deployed: dict[str, Any] = {}
+
+    def deploy_first(version: int) -> None:
+        from keel.deploy import DeployFailed, deploy_stored
+        from keel.images import image
+        from keel.kube import KubeClient, load_config
+        from keel.settings import checked
+
+        result = deploy_stored(
+            store, registry.model, version, namespace=checked("deploy_namespace", namespace),
+            image=image("serve"), serving_store=serving_store,
+            client=KubeClient(load_config(kubeconfig, context)),
+            log=lambda line: say(f"keel: {line}", err=True))
+        if not result.deployed:
+            raise DeployFailed(f"Production of {registry.model!r} was not moved: version "
+                               f"{version} was not deployed: {result.reason}")
+        deployed.update(result.to_dict())
+
+    event = registry.rollback(to=to, reason=reason, force=force,
+                              before_move=deploy_first if namespace else None)
     mirrors = mirror_moves(registry, mlflow_uri, model_registry_uri)
     if as_json:
-        echo_json({"model": registry.model, **event, "mirrors": mirrors})
+        echo_json({"model": registry.model, **event, "mirrors": mirrors,
+                   **({"deployment": deployed} if deployed else {})})
         return
+    if deployed:
+        say(f"Model {registry.model!r} version {deployed['version']} is serving at "
+            f"{deployed['url']} (InferenceService {deployed['namespace']}/{deployed['name']}).")
     if event["action"] == "restore":
         message = (f"Model {registry.model!r}: production.json restored, production is version "
                    f"{event['to']}.")

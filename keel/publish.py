@@ -39,6 +39,7 @@ from keel.validate import SCHEMA_FILE, STATISTICS_FILE
 
 MODEL_CARD_FILE = "model_card.html"
 VALIDATION_REPORT_FILE = "validation_report.html"
+GOLDEN_ROWS_FILE = "golden_rows.json"  # rows and the answers training gave: the smoke test's
 GIT_COMMIT_ENV = "KEEL_GIT_COMMIT"  # baked into the images at build time
 IN_IMAGE_ENV = "KEEL_IMAGE"  # set by each stage image to its own reference
 
@@ -88,12 +89,12 @@ def run(
     store: str, model: str, model_path: str, snapshot_path: str, schema_path: str,
     spec_path: str, train_record_path: str, decision_path: str, ingest_json: str, run_id: str,
     *, split_path: str, report_path: str, card_out: str, statistics_path: str,
-    checks_path: str, validation_report_path: str,
+    checks_path: str, validation_report_path: str, golden_path: str,
 ) -> Publication:
     """The publish stage: store the data snapshot, then the version's files, card and manifest.
 
     The version keeps the statistics of its data (the reference the next run is checked
-    against) and the validation report beside its model.
+    against), the validation report, and the golden rows its smoke test asks, beside its model.
     """
     from keel.model_card import render_model_card
 
@@ -135,6 +136,7 @@ def run(
 
     manifest = registry.publish(
         {MODEL_FILE: model_path, SCHEMA_FILE: schema_path, "feature_spec.json": spec_path,
-         STATISTICS_FILE: statistics_path, VALIDATION_REPORT_FILE: validation_report_path},
+         STATISTICS_FILE: statistics_path, VALIDATION_REPORT_FILE: validation_report_path,
+         GOLDEN_ROWS_FILE: golden_path},
         lineage, numbered=card)
     return Publication(model=registry.model, store=registry.store.uri, version=manifest.version)

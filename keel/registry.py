@@ -512,13 +512,15 @@ class Registry:
         self.store.create_json(f"{self.root}/events/{stamp}-{uuid.uuid4().hex[:8]}.json", event)
         return event
 
-    def rollback(self, to: int | None = None, reason: str = "", force: bool = False
-                 ) -> dict[str, Any]:
+    def rollback(self, to: int | None = None, reason: str = "", force: bool = False,
+                 before_move: Callable[[int], None] | None = None) -> dict[str, Any]:
         """Move production back to the newest earlier production version, or to ``to``.
 
         Refused for a damaged version (always), and for a version its gate rejected or one
         newer than production unless ``force`` with a ``reason``: the event records both. With
-        production.json missing, ``to`` restores it (action ``restore``).
+        production.json missing, ``to`` restores it (action ``restore``). ``before_move`` is
+        called with the target once every check passed and before the alias moves (a rollback
+        that is a deployment deploys there): if it raises, production does not move.
         """
         if force and not reason.strip():
             raise RegistryError("--force needs --reason TEXT saying why; the event log records it.")
@@ -552,6 +554,8 @@ class Registry:
                 f"{'; '.join(needs_force)}. To do it anyway, pass --force with --reason TEXT "
                 "(the event records both)."
             )
+        if before_move is not None:
+            before_move(to)
         restoring = current.version is None
         default = (f"restore {PRODUCTION}.json (missing; the last event put version {reference} "
                    "in production)" if restoring else f"rollback from version {current.version}")

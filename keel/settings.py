@@ -96,6 +96,8 @@ def _whole(expected: str, top: int) -> Callable[[Setting, Any, Mapping[str, Any]
 
 _count = _whole("a whole number of rows, 0 or more", 10**9)
 _rounds = _whole("a whole number of resamples from 0 to 100000", 100_000)
+_replicas = _whole("a whole number of replicas from 0 to 100", 100)
+_seconds = _whole("a whole number of seconds from 0 to 86400", 86_400)
 
 
 def _flag(setting: Setting, value: Any, values: Mapping[str, Any]) -> bool:
@@ -271,6 +273,15 @@ def _secret_name(setting: Setting, value: Any, values: Mapping[str, Any]) -> str
             r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", value):
         raise setting.fail("a Kubernetes secret name (lowercase letters, digits, '-' and '.')",
                            value)
+    return value
+
+
+def _deploy_namespace(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
+    # a Kubernetes namespace name (RFC 1123 label), or empty for no deployment
+    if not isinstance(value, str) or (value and not re.fullmatch(
+            r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value)):
+        raise setting.fail("a Kubernetes namespace (lowercase letters, digits and '-', at most "
+                           "63), or empty for no deployment", value)
     return value
 
 
@@ -573,6 +584,23 @@ def _table() -> dict[str, Setting]:
                 help="Kubeflow Model Registry to register versions in (empty: "
                      "KEEL_MODEL_REGISTRY_URI, else none). A mirror that fails never stops the "
                      "run."),
+        Setting("deploy_namespace", str, stage="deploy", default="", check=_deploy_namespace,
+                help="Kubernetes namespace to serve the version from with KServe once it passes "
+                     "the gate (empty: no deployment; the loopback smoke test runs anyway). "
+                     "Production moves only after a successful deployment."),
+        Setting("serving_account", str, stage="deploy", default="keel-serving",
+                check=_secret_name,
+                help="Service account of the InferenceService's pods (reads the store)."),
+        Setting("serving_replicas", int, stage="deploy", default=1, check=_replicas,
+                help="Fewest replicas of the InferenceService (0: scale to zero, Serverless "
+                     "mode only)."),
+        Setting("deployment_mode", str, stage="deploy", default="Serverless",
+                choices=("Serverless", "RawDeployment"), check=_choice,
+                help="KServe deployment mode: Serverless (Knative revisions) or RawDeployment "
+                     "(a Kubernetes Deployment)."),
+        Setting("deploy_timeout", int, stage="deploy", default=600, check=_seconds,
+                help="Seconds to wait for the new revision to be ready before the previous "
+                     "version is re-applied."),
     )
     return {entry.name: entry for entry in entries}
 
@@ -594,9 +622,14 @@ def check_settings(values: Mapping[str, Any]) -> dict[str, Any]:
         raise ParameterError(f"Missing required setting(s): {', '.join(missing)}.", stage="run")
     unknown = sorted(set(values) - set(SETTINGS))
     if unknown:
+        import difflib
+
+        close = sorted({m for name in unknown
+                        for m in difflib.get_close_matches(name, SETTINGS, n=3, cutoff=0.6)})
+        hint = f"did you mean {', '.join(close)}? " if close else ""
         raise ParameterError(
-            f"Unknown setting(s) {', '.join(map(repr, unknown))}; settings are "
-            f"{', '.join(SETTINGS)}.",
+            f"Unknown setting(s) {', '.join(map(repr, unknown))}; {hint}the {len(SETTINGS)} "
+            "settings are the pipeline's parameters (keel run --help lists them).",
             stage="run",
         )
     full = {**DEFAULTS, **values}

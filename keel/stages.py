@@ -40,8 +40,11 @@ STAGES: tuple[Stage, ...] = (
           cacheable=False, uses_scikit_learn=True),
     Stage("publish", "writes the immutable model version, its lineage manifest and model card",
           cacheable=False, uses_scikit_learn=False),
-    Stage("promote", "moves the production alias by compare-and-swap when the decision passed",
-          cacheable=False, uses_scikit_learn=False),
+    Stage("deploy", "serves the published version on loopback and checks its golden rows; "
+          "with a namespace, applies a KServe InferenceService for it, waits, and re-applies the "
+          "previous version on failure", cacheable=False, uses_scikit_learn=True),
+    Stage("promote", "moves the production alias by compare-and-swap when the decision, the "
+          "smoke test and the deployment passed", cacheable=False, uses_scikit_learn=False),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(stage.name for stage in STAGES)
 

@@ -61,9 +61,12 @@ def train(
 def run(
     train_path: str, spec_path: str, estimator: str, params_json: str, seed: int,
     model_out: str, record_out: str, trials: Sequence[str] = (),
-    validation_size: float = 0.2, search_random: int = 0,
+    validation_size: float = 0.2, search_random: int = 0, golden_out: str = "",
 ) -> TrainRecord:
     """The train stage: fit, save ``model.joblib`` (what KServe's sklearn runtime loads).
+
+    ``golden_out`` (when given) gets a sample of training rows with the answers the model gave
+    them here: the smoke test asks a model server the same rows before promotion.
 
     ``trials``: the results of a hyperparameter search (``keel.search.run_trial``; ``""`` for
     none). When there are any, the best on validation rows is fitted on all training rows and the
@@ -83,7 +86,12 @@ def run(
     search = choose(results, method, validation_size) if results else None
     if search is not None:
         params = dict(search.candidates[search.best].params)
-    pipeline, record = train(pd.read_parquet(train_path), spec, estimator, params, seed, search)
+    frame = pd.read_parquet(train_path)
+    pipeline, record = train(frame, spec, estimator, params, seed, search)
     joblib.dump(pipeline, model_out)
     record.write(record_out)
+    if golden_out:
+        from keel.smoke_test import golden_rows
+
+        golden_rows(pipeline, frame, spec, seed=seed).write(golden_out)
     return record

@@ -1,5 +1,9 @@
 """The training pipeline, ingest to promote, with the search as a ParallelFor of tune tasks.
 
+Between publish and promote, deploy serves the published version in Keel's model server and
+checks its golden rows (and, with a namespace, deploys it to KServe): promote moves production
+only to a version that serves.
+
 Compile with ``make compile`` (or ``keel compile``); the committed spec in
 ``pipelines/compiled/training.yaml`` is what users upload to Kubeflow or pass to
 ``kfp run create``. Every run setting is a pipeline parameter, declared in ``keel.settings``
@@ -11,7 +15,17 @@ from typing import TypeVar
 
 from kfp import compiler, dsl, kubernetes
 
-from keel.components import evaluate, ingest, preprocess, promote, publish, train, tune, validate
+from keel.components import (
+    deploy,
+    evaluate,
+    ingest,
+    preprocess,
+    promote,
+    publish,
+    train,
+    tune,
+    validate,
+)
 from keel.settings import pipeline_docstring
 from keel.stages import stage
 
@@ -69,6 +83,11 @@ def training_pipeline(
     min_slice_rows: int = 30,
     mlflow_uri: str = "",
     model_registry_uri: str = "",
+    deploy_namespace: str = "",
+    serving_account: str = "keel-serving",
+    serving_replicas: int = 1,
+    deployment_mode: str = "Serverless",
+    deploy_timeout: int = 600,
 ) -> str:
     ingested = as_stage(ingest(source=source, source_format=source_format,
                                source_encoding=source_encoding, source_query=source_query,
@@ -120,10 +139,16 @@ def training_pipeline(
         report=scored.outputs["report"], ingest_info=ingested.outputs["Output"],
         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     ))
+    deployed = as_stage(deploy(
+        publication=published.outputs["Output"], decision=scored.outputs["decision"],
+        deploy_namespace=deploy_namespace, serving_account=serving_account,
+        serving_replicas=serving_replicas, deployment_mode=deployment_mode,
+        deploy_timeout=deploy_timeout,
+    ))
     promoted = as_stage(promote(
         publication=published.outputs["Output"], decision=scored.outputs["decision"],
-        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, mlflow_uri=mlflow_uri,
-        model_registry_uri=model_registry_uri,
+        deployment=deployed.outputs["deployment"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        mlflow_uri=mlflow_uri, model_registry_uri=model_registry_uri,
     ))
     return promoted.output
 

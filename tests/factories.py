@@ -66,3 +66,48 @@ def one_thread():
 
     with threadpool_limits(limits=1):
         yield
+
+
+#: Every file the stages write on the way from a CSV to a published version.
+STAGE_FILES = (
+    "snapshot.parquet", "dataset.parquet", "schema.json", "report.md", "statistics.json",
+    "validation.json", "validation_report.html", "train.parquet", "test.parquet", "spec.json",
+    "split.json", "model.joblib", "golden_rows.json", "record.json", "decision.json",
+    "report.json", "model_card.html")
+
+
+def run_stages(folder: Path, csv: Path, store: str, model: str, target: str, *,
+               estimator: str = "linear", params: str = "{}", test_size: float = 0.25,
+               thresholds: dict[str, Any] | None = None, bootstrap_rounds: int = 50
+               ) -> dict[str, str]:
+    """ingest -> validate -> preprocess -> train -> evaluate, for real, on ``csv``; the paths of
+    what they wrote (``ingest``: the ingest result as JSON). Nothing is published yet."""
+    from keel import evaluate, ingest, preprocess, train, validate
+
+    folder.mkdir(parents=True, exist_ok=True)
+    p = {name: str(folder / name) for name in STAGE_FILES}
+    p["ingest"] = ingest.ingest(str(csv), p["snapshot.parquet"]).to_json()
+    validate.run(p["snapshot.parquet"], target, "auto", p["dataset.parquet"], p["schema.json"],
+                 p["report.md"], statistics_out=p["statistics.json"],
+                 validation_out=p["validation.json"],
+                 report_html_out=p["validation_report.html"])
+    preprocess.run(p["dataset.parquet"], p["schema.json"], test_size, "auto", p["train.parquet"],
+                   p["test.parquet"], p["spec.json"], p["split.json"], estimator=estimator)
+    train.run(p["train.parquet"], p["spec.json"], estimator, params, 0, p["model.joblib"],
+              p["record.json"], golden_out=p["golden_rows.json"])
+    evaluate.run(p["model.joblib"], p["test.parquet"], p["spec.json"], p["schema.json"], store,
+                 model, thresholds or {}, "", p["decision.json"], p["report.json"],
+                 replace_default_rule=bool(thresholds), bootstrap_rounds=bootstrap_rounds)
+    return p
+
+
+def publish_stages(p: dict[str, str], store: str, model: str, run_id: str = "run-1") -> Any:
+    """Publish what :func:`run_stages` wrote; the Publication."""
+    from keel import publish
+
+    return publish.run(
+        store, model, p["model.joblib"], p["snapshot.parquet"], p["schema.json"], p["spec.json"],
+        p["record.json"], p["decision.json"], p["ingest"], run_id, split_path=p["split.json"],
+        report_path=p["report.json"], card_out=p["model_card.html"],
+        statistics_path=p["statistics.json"], checks_path=p["validation.json"],
+        validation_report_path=p["validation_report.html"], golden_path=p["golden_rows.json"])

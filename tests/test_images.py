@@ -18,7 +18,8 @@ import pytest
 
 import keel
 from keel import images
-from keel.stages import STAGE_NAMES, STAGES
+from keel.images import IMAGE_NAMES
+from keel.stages import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "images"
@@ -69,10 +70,10 @@ def default_registry(monkeypatch):
 
 
 def test_there_is_a_base_and_one_image_per_stage():
-    """Exactly one Dockerfile per entry of keel.stages.STAGES, plus the base; no other image."""
+    """One Dockerfile per image of keel.images.IMAGE_NAMES (stages, predict, serve) and the base."""
     folders = [path.parent.name for path in DOCKERFILES]
-    assert sorted(folders) == sorted(["base", *STAGE_NAMES])
-    leftovers = {path.name for path in IMAGES.iterdir() if path.is_dir()} - {"base", *STAGE_NAMES}
+    assert sorted(folders) == sorted(["base", *IMAGE_NAMES])
+    leftovers = {path.name for path in IMAGES.iterdir() if path.is_dir()} - {"base", *IMAGE_NAMES}
     assert not leftovers, f"images/ has folders for stages not in keel/stages.py: {sorted(leftovers)}"
 
 
@@ -106,7 +107,7 @@ def test_ignored_hadolint_rules_are_justified(dockerfile):
             )
 
 
-@pytest.mark.parametrize("stage", STAGE_NAMES)
+@pytest.mark.parametrize("stage", IMAGE_NAMES)
 def test_stage_image_starts_from_the_base_image_arg(stage):
     steps = instructions(IMAGES / stage / "Dockerfile")
     assert steps[0] == ("ARG", f"BASE_IMAGE={images.image('base')}"), (
@@ -116,14 +117,14 @@ def test_stage_image_starts_from_the_base_image_arg(stage):
     assert [keyword for keyword, _ in steps].count("FROM") == 1
 
 
-@pytest.mark.parametrize("stage", STAGE_NAMES)
+@pytest.mark.parametrize("stage", IMAGE_NAMES)
 def test_stage_image_knows_its_own_reference(stage):
     steps = instructions(IMAGES / stage / "Dockerfile")
     assert ("ARG", "KEEL_IMAGE") in steps
     assert ("ENV", "KEEL_IMAGE=${KEEL_IMAGE}") in steps
 
 
-@pytest.mark.parametrize("stage", STAGE_NAMES)
+@pytest.mark.parametrize("stage", IMAGE_NAMES)
 def test_stage_image_has_oci_labels(stage):
     steps = instructions(IMAGES / stage / "Dockerfile")
     labels = " ".join(a for keyword, a in steps if keyword == "LABEL")
@@ -259,13 +260,13 @@ def test_build_sh_builds_the_base_then_every_stage_with_keel_tags(tmp_path):
     result, calls = run_build_sh(tmp_path)
     assert result.returncode == 0, result.stderr
     builds = [call for call in calls if call[0] == "build"]
-    assert len(builds) == 1 + len(STAGE_NAMES)
+    assert len(builds) == 1 + len(IMAGE_NAMES)
     base, *stages = builds
     assert base[base.index("-f") + 1] == "images/base/Dockerfile"
     assert base[base.index("-t") + 1] == images.image("base")
     assert build_args(base)["DEBIAN_IMAGE"] == DEBIAN_IMAGE
     assert build_args(base)["KEEL_GIT_COMMIT"]
-    for stage, call in zip(STAGE_NAMES, stages, strict=True):
+    for stage, call in zip(IMAGE_NAMES, stages, strict=True):
         tag = images.image(stage)
         assert call[call.index("-f") + 1] == f"images/{stage}/Dockerfile"
         assert call[call.index("-t") + 1] == tag
@@ -290,7 +291,7 @@ def test_build_sh_rejects_an_unknown_stage(tmp_path):
     result, calls = run_build_sh(tmp_path, "training")
     assert result.returncode == 1
     assert "unknown stage 'training'" in result.stderr
-    assert f"stages are {' '.join(STAGE_NAMES)}" in result.stderr, "build.sh reads keel/stages.py"
+    assert f"stages are {' '.join(IMAGE_NAMES)}" in result.stderr, "build.sh reads keel/images.py"
     assert not [call for call in calls if call[0] == "build"]
 
 

@@ -28,8 +28,8 @@ COMMITTED = REPO / "pipelines" / "compiled" / "training.yaml"
 REQUIRED_INPUTS = {"source", "target", "store"}
 
 # task -> the tasks whose outputs it reads. evaluate and publish also read validate's schema
-# (and publish preprocess's feature spec), so those are edges too. promote reads only what
-# publish wrote and the decision record.
+# (and publish preprocess's feature spec), so those are edges too. deploy reads what publish
+# wrote and the decision; promote reads those and what deploy found.
 EXPECTED_UPSTREAM = {
     "ingest": set(),
     "validate": {"ingest"},
@@ -37,7 +37,8 @@ EXPECTED_UPSTREAM = {
     "train": {"preprocess", "for-loop-1"},  # for-loop-1: the search's ParallelFor of tune
     "evaluate": {"train", "preprocess", "validate"},
     "publish": {"evaluate", "train", "ingest", "preprocess", "validate"},
-    "promote": {"publish", "evaluate"},
+    "deploy": {"publish", "evaluate"},
+    "promote": {"publish", "evaluate", "deploy"},
 }
 
 # (task, input) -> (producer task, producer output): the artifacts that carry the lineage.
@@ -62,8 +63,11 @@ EXPECTED_WIRING = {
     ("publish", "checks"): ("validate", "checks"),
     ("publish", "validation_report"): ("validate", "report_html"),
     ("publish", "ingest_info"): ("ingest", "Output"),
+    ("deploy", "publication"): ("publish", "Output"),
+    ("deploy", "decision"): ("evaluate", "decision"),
     ("promote", "publication"): ("publish", "Output"),
     ("promote", "decision"): ("evaluate", "decision"),
+    ("promote", "deployment"): ("deploy", "deployment"),
 }
 
 
@@ -133,7 +137,7 @@ def test_committed_spec_loads_as_a_component():
 def test_the_dag_has_exactly_the_stages_of_the_stage_table(spec):
     assert stage_tasks(spec) == set(STAGE_NAMES) == set(EXPECTED_UPSTREAM) - {"for-loop-1"} \
         | {"tune"}
-    assert len(STAGE_NAMES) == 8
+    assert len(STAGE_NAMES) == 9
 
 
 def test_the_search_fans_out_over_preprocess_plan_and_never_sees_the_test_rows(spec):

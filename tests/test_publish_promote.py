@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keel import evaluate, ingest, preprocess, promote, publish, train, validate
+from keel import promote, publish
 from keel.contracts import ContractError, Decision, Publication, SplitResult
 from keel.errors import RegistryConflict
 from keel.registry import Registry
@@ -21,9 +21,11 @@ from keel.stages import STAGE_NAMES
 from keel.storage import open_store
 
 try:
-    from factories import delete, overwrite, state
+    from factories import delete, overwrite, publish_stages, state
+    from factories import run_stages as stages_into
 except ImportError:  # tests/ imported as a package
-    from tests.factories import delete, overwrite, state
+    from tests.factories import delete, overwrite, publish_stages, state
+    from tests.factories import run_stages as stages_into
 
 MODEL = "churn"
 
@@ -36,36 +38,12 @@ def run_stages(folder: Path, store: str, thresholds: dict | None = None) -> dict
                           "city": rng.choice(["a", "b", "c"], 300)})
     frame["churn"] = np.where(frame.age + rng.normal(0, 10, 300) > 50, "yes", "no")
     frame.to_csv(folder / "table.csv", index=False)
-    p = {name: str(folder / name) for name in (
-        "snapshot.parquet", "dataset.parquet", "schema.json", "report.md", "train.parquet",
-        "test.parquet", "spec.json", "split.json", "model.joblib", "record.json",
-        "decision.json", "report.json", "model_card.html", "statistics.json", "validation.json",
-        "validation_report.html")}
-    result = ingest.ingest(str(folder / "table.csv"), p["snapshot.parquet"])
-    p["ingest"] = result.to_json()
-    validate.run(p["snapshot.parquet"], "churn", "auto", p["dataset.parquet"], p["schema.json"],
-                 p["report.md"], statistics_out=p["statistics.json"],
-                 validation_out=p["validation.json"],
-                 report_html_out=p["validation_report.html"])
-    trials = preprocess.run(p["dataset.parquet"], p["schema.json"], 0.25, "auto",
-                            p["train.parquet"], p["test.parquet"], p["spec.json"], p["split.json"],
-                            estimator="linear")
-    assert len(trials) == 1  # no search asked for
-    train.run(p["train.parquet"], p["spec.json"], "linear", "{}", 0, p["model.joblib"],
-              p["record.json"])
-    evaluate.run(p["model.joblib"], p["test.parquet"], p["spec.json"], p["schema.json"], store,
-                 MODEL, thresholds or {}, "", p["decision.json"], p["report.json"],
-                 replace_default_rule=bool(thresholds), bootstrap_rounds=100)
-    return p
+    return stages_into(folder, folder / "table.csv", store, MODEL, "churn",
+                       thresholds=thresholds, bootstrap_rounds=100)
 
 
 def publish_from(p: dict[str, str], store: str, run_id: str = "run-1") -> Publication:
-    return publish.run(store, MODEL, p["model.joblib"], p["snapshot.parquet"], p["schema.json"],
-                       p["spec.json"], p["record.json"], p["decision.json"], p["ingest"], run_id,
-                       split_path=p["split.json"], report_path=p["report.json"],
-                       card_out=p["model_card.html"], statistics_path=p["statistics.json"],
-                       checks_path=p["validation.json"],
-                       validation_report_path=p["validation_report.html"])
+    return publish_stages(p, store, MODEL, run_id)
 
 
 def test_publish_writes_a_version_and_never_moves_production(store_uri, tmp_path):
@@ -87,7 +65,7 @@ def test_publish_writes_a_version_and_never_moves_production(store_uri, tmp_path
     assert manifest.training.estimator == "linear" and manifest.run_id == "run-1"
     assert set(manifest.files) == {"model.joblib", "schema.json", "feature_spec.json",
                                    "model_card.html", "statistics.json",
-                                   "validation_report.html"}
+                                   "validation_report.html", "golden_rows.json"}
     assert manifest.validation is not None and manifest.validation.reference_version is None
     assert manifest.split == SplitResult.read(p["split.json"]).rule
     assert manifest.split.method == "hash" and manifest.split.columns == ["age", "churn", "city"]
