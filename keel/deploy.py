@@ -40,9 +40,11 @@ from typing import Any
 from keel.contracts import Deployment, GoldenRows, SmokeTest
 from keel.errors import KeelError, ParameterError, one_line, reports_errors
 from keel.kube import KubeClient, KubeError, describe
+from keel.settings import DEPLOYMENT_MODES, KNATIVE_MODES, SETTINGS, STANDARD_MODES
 
 RUNTIME = "keel-sklearn"  # the ServingRuntime running Keel's model server
-SERVICE_ACCOUNT = "keel-serving"  # what the predictor pods (and storage initializer) run as
+#: what the predictor pods (and the storage initializer) run as
+SERVICE_ACCOUNT = SETTINGS["serving_account"].default
 ISVC_API = "serving.kserve.io/v1beta1"
 RUNTIME_API = "serving.kserve.io/v1alpha1"
 DEPLOYMENT_API = "apps/v1"
@@ -52,10 +54,6 @@ PREVIOUS_ANNOTATION = "keel.dev/previous-version"
 IMAGE_ANNOTATION = "keel.dev/image"
 SCIKIT_LEARN_ANNOTATION = "keel.dev/scikit-learn"
 MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
-#: KServe 0.20 calls them Knative and Standard and still reads the older names.
-KNATIVE_MODES = ("Serverless", "Knative")
-STANDARD_MODES = ("RawDeployment", "Standard")
-DEPLOYMENT_MODES = KNATIVE_MODES + STANDARD_MODES
 MODEL_DIR = "/mnt/models"  # where KServe's storage initializer puts the storageUri's files
 PORT = 8080
 #: An InferenceService name: a DNS-1035 label short enough for Knative's revision names
@@ -702,16 +700,18 @@ def read_golden_rows(store: str, model: str, version: int) -> GoldenRows:
 
 
 def deploy_stored(store: str, model: str, version: int, *, client: KubeClient,
+                  golden: GoldenRows | None = None, loopback: SmokeTest | None = None,
                   log: Callable[[str], None] | None = None, **options: Any) -> Deployment:
     """Smoke-test a stored version on loopback, then :func:`deploy` it with its golden rows.
 
-    What ``keel deploy``, ``keel models rollback --deploy`` and the deploy stage all do;
-    ``options`` are :func:`deploy`'s (namespace, image, timeout, replicas...).
+    What ``keel deploy``, ``keel models rollback --deploy`` and the deploy stage all do (the
+    stage passes the ``golden`` rows and ``loopback`` smoke test it already has); ``options``
+    are :func:`deploy`'s (namespace, image, timeout, replicas...).
     """
     from keel.smoke_test import endpoint_smoke_test, smoke_test
 
-    golden = read_golden_rows(store, model, version)
-    loopback = smoke_test(store, model, version, golden)
+    golden = golden or read_golden_rows(store, model, version)
+    loopback = loopback or smoke_test(store, model, version, golden)
     served_as = isvc_name(model)
     return deploy(store, model, version, client=client, smoke_test=loopback, log=log,
                   smoke=lambda url: endpoint_smoke_test(url, served_as, golden), **options)
@@ -756,15 +756,12 @@ def run(publication_json: str, decision_path: str, deployment_out: str, *, names
     else:
         from keel.images import image
         from keel.kube import load_config
-        from keel.smoke_test import endpoint_smoke_test
 
-        served_as = isvc_name(model)
-        record = deploy(store, model, version, namespace=namespace, image=image("serve"),
-                        smoke=lambda url: endpoint_smoke_test(url, served_as, golden),
-                        smoke_test=loopback, client=KubeClient(load_config()),
-                        timeout=timeout, service_account=service_account,
-                        min_replicas=replicas, max_replicas=max(replicas, 1),
-                        deployment_mode=mode, log=print)
+        record = deploy_stored(store, model, version, client=KubeClient(load_config()),
+                               golden=golden, loopback=loopback, namespace=namespace,
+                               image=image("serve"), timeout=timeout,
+                               service_account=service_account, min_replicas=replicas,
+                               max_replicas=max(replicas, 1), deployment_mode=mode, log=print)
     record.write(deployment_out)
     if record.enabled and decision.passed and loopback.passed and not record.deployed:
         rolled = (f"; version {record.previous_version} was re-applied" if record.rolled_back

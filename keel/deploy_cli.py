@@ -10,15 +10,13 @@ or the kubeconfig (``--kubeconfig``, ``KUBECONFIG``, ``~/.kube/config``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from keel.deploy import DEPLOYMENT_MODES, SERVICE_ACCOUNT
-from keel.settings import SETTINGS
+from keel.settings import DEPLOYMENT_MODES, SETTINGS
 
-if TYPE_CHECKING:
-    pass
+SERVICE_ACCOUNT = SETTINGS["serving_account"].default
 
 
 @click.command("deploy")

@@ -20,6 +20,11 @@ from keel.errors import ParameterError
 
 F = TypeVar("F", bound=Callable[..., Any])
 REQUIRED: Any = object()  # the pipeline cannot run without a value
+#: KServe's deployment modes (keel.deploy reads them from here): 0.20 renamed Serverless to
+#: Knative and RawDeployment to Standard, and still reads the older names.
+KNATIVE_MODES = ("Serverless", "Knative")
+STANDARD_MODES = ("RawDeployment", "Standard")
+DEPLOYMENT_MODES = KNATIVE_MODES + STANDARD_MODES
 SAME: Any = object()  # the CLI default is the pipeline default
 
 
@@ -267,11 +272,11 @@ def _source_option(setting: Setting, value: Any, values: Mapping[str, Any]) -> s
     return text
 
 
-def _secret_name(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
-    # a Kubernetes object name (RFC 1123 subdomain)
+def _object_name(setting: Setting, value: Any, values: Mapping[str, Any]) -> str:
+    # a Kubernetes object name (RFC 1123 subdomain): a secret, a service account
     if not isinstance(value, str) or not re.fullmatch(
             r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", value):
-        raise setting.fail("a Kubernetes secret name (lowercase letters, digits, '-' and '.')",
+        raise setting.fail("a Kubernetes object name (lowercase letters, digits, '-' and '.')",
                            value)
     return value
 
@@ -496,7 +501,7 @@ def _table() -> dict[str, Setting]:
         Setting("records_key", str, stage="ingest", default="", check=_source_option,
                 help="JSON API source: the key of the response object that holds the records "
                      "(default: results, data, items or records)."),
-        Setting("source_secret", str, stage="ingest", default="keel-source", check=_secret_name,
+        Setting("source_secret", str, stage="ingest", default="keel-source", check=_object_name,
                 help="On Kubeflow: the Kubernetes secret whose keys 'password' and 'token' "
                      "become KEEL_SOURCE_PASSWORD and KEEL_SOURCE_TOKEN for ingest (optional; "
                      "a local run reads them from its own environment)."),
@@ -589,15 +594,16 @@ def _table() -> dict[str, Setting]:
                      "the gate (empty: no deployment; the loopback smoke test runs anyway). "
                      "Production moves only after a successful deployment."),
         Setting("serving_account", str, stage="deploy", default="keel-serving",
-                check=_secret_name,
+                check=_object_name,
                 help="Service account of the InferenceService's pods (reads the store)."),
         Setting("serving_replicas", int, stage="deploy", default=1, check=_replicas,
                 help="Fewest replicas of the InferenceService (0: scale to zero, Serverless "
                      "mode only)."),
         Setting("deployment_mode", str, stage="deploy", default="Serverless",
-                choices=("Serverless", "RawDeployment"), check=_choice,
+                choices=DEPLOYMENT_MODES, check=_choice,
                 help="KServe deployment mode: Serverless (Knative revisions) or RawDeployment "
-                     "(a Kubernetes Deployment)."),
+                     "(a Kubernetes Deployment); KServe 0.20 also names them Knative and "
+                     "Standard."),
         Setting("deploy_timeout", int, stage="deploy", default=600, check=_seconds,
                 help="Seconds to wait for the new revision to be ready before the previous "
                      "version is re-applied."),

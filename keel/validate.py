@@ -664,8 +664,8 @@ def run(
              "split_time_column": [checked("split_time_column", split_time_column)] if
              split_time_column else [], "slices": checked("slices", list(slices)),
              "exclude_columns": excluded}
-    if target in excluded or rules.columns.get(target, None) is not None and \
-            rules.columns[target].exclude:
+    target_rule = rules.columns.get(target)
+    if target in excluded or (target_rule is not None and target_rule.exclude):
         raise ParameterError(
             f"The target {shown(target)} cannot be excluded (exclude_columns or the validation "
             "rules): it is what the model predicts.", stage="validate")

@@ -8,11 +8,10 @@ whose production alias moves).
 
 from pathlib import Path
 
-from kfp import compiler, dsl, kubernetes
+from kfp import compiler, dsl
 
-from keel.components.ingest import ingest
 from keel.components.predict import predict
-from keel.pipelines.training import SOURCE_SECRET_KEYS
+from keel.pipelines.training import ingest_step
 from keel.settings import SETTINGS
 
 COMPILED = Path(__file__).parent / "compiled" / "batch_prediction.yaml"
@@ -41,14 +40,8 @@ def batch_prediction_pipeline(
     records_key: str = "",
     source_secret: str = "keel-source",
 ) -> str:
-    ingested = ingest(source=source, source_format=source_format,
-                      source_encoding=source_encoding, source_query=source_query,
-                      source_table=source_table, records_key=records_key)
-    ingested.set_caching_options(False)
-    # Credentials reach ingest only as environment variables from a Kubernetes secret, as in
-    # the training pipeline: never a parameter, so never in the compiled spec.
-    kubernetes.use_secret_as_env(ingested, secret_name=source_secret,
-                                 secret_key_to_env=SOURCE_SECRET_KEYS, optional=True)
+    ingested = ingest_step(source, source_format, source_encoding, source_query, source_table,
+                           records_key, source_secret)
     scored = predict(snapshot=ingested.outputs["snapshot"], store=store, model_name=model_name,
                      version=version, ingest_info=ingested.outputs["Output"])
     scored.set_caching_options(False)

@@ -44,6 +44,21 @@ def as_stage(task: Task) -> Task:
     return task.set_caching_options(stage(task.component_spec.name).cacheable)
 
 
+def ingest_step(source: str, source_format: str, source_encoding: str, source_query: str,
+                source_table: str, records_key: str, source_secret: str) -> dsl.PipelineTask:
+    """The ingest task of a pipeline (training or batch prediction), with its credentials.
+
+    Credentials reach ingest only as environment variables from a Kubernetes secret: never a
+    parameter, so never in the compiled spec or the run's inputs.
+    """
+    ingested = as_stage(ingest(source=source, source_format=source_format,
+                               source_encoding=source_encoding, source_query=source_query,
+                               source_table=source_table, records_key=records_key))
+    kubernetes.use_secret_as_env(ingested, secret_name=source_secret,
+                                 secret_key_to_env=SOURCE_SECRET_KEYS, optional=True)
+    return ingested
+
+
 def training_pipeline(
     source: str,
     target: str,
@@ -89,13 +104,8 @@ def training_pipeline(
     deployment_mode: str = "Serverless",
     deploy_timeout: int = 600,
 ) -> str:
-    ingested = as_stage(ingest(source=source, source_format=source_format,
-                               source_encoding=source_encoding, source_query=source_query,
-                               source_table=source_table, records_key=records_key))
-    # Credentials reach ingest only as environment variables from a Kubernetes secret: never a
-    # parameter, so never in the compiled spec or the run's inputs.
-    kubernetes.use_secret_as_env(ingested, secret_name=source_secret,
-                                 secret_key_to_env=SOURCE_SECRET_KEYS, optional=True)
+    ingested = ingest_step(source, source_format, source_encoding, source_query, source_table,
+                           records_key, source_secret)
     checked = as_stage(validate(
         snapshot=ingested.outputs["snapshot"], target=target, task=task, test_size=test_size,
         min_test_rows=min_test_rows, min_class_test_rows=min_class_test_rows, store=store,

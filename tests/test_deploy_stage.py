@@ -116,23 +116,21 @@ def kubeconfig_for(fake: FakeKube, path: Path) -> Path:
 
 
 @pytest.fixture
-def endpoint_on_loopback(monkeypatch, two_versions):
+def endpoint_on_loopback(monkeypatch, two_versions) -> dict[str, int]:
     """The deployed endpoint's URL leads to Keel's model server on loopback, serving the version
-    the InferenceService was given (read from the URL the fake cluster reports)."""
+    the test names in the returned dict (``version``) from the store."""
     from keel import smoke_test as smoke
     from keel.serving import load_version, serving
 
     real = smoke.endpoint_smoke_test
-    asked: list[int] = []
+    served: dict[str, int] = {}
 
     def through_loopback(url: str, model: str, golden: GoldenRows, timeout: float = 30):
-        version = Registry(open_store(two_versions), MODEL).alias().version
-        target = asked[-1] if asked else version
-        with serving(load_version(two_versions, MODEL, target), "127.0.0.1", 0) as server:
+        with serving(load_version(two_versions, MODEL, served["version"]), "127.0.0.1", 0) as server:
             return real(server.url, model, golden, timeout)
 
     monkeypatch.setattr(smoke, "endpoint_smoke_test", through_loopback)
-    return asked
+    return served
 
 
 def rollback(store: str, config: Path, *extra: str) -> Any:
@@ -143,7 +141,7 @@ def rollback(store: str, config: Path, *extra: str) -> Any:
 
 def test_rollback_deploy_serves_the_previous_version_then_moves_production(
         two_versions, endpoint_on_loopback, tmp_path):
-    endpoint_on_loopback.append(1)
+    endpoint_on_loopback["version"] = 1
     with FakeKube() as fake:
         fake.put(render_isvc(model=MODEL, version=2, namespace=NAMESPACE,
                              storage_uri="gs://bucket/keel/registry/churn/versions/2"))
@@ -161,6 +159,7 @@ def test_rollback_deploy_serves_the_previous_version_then_moves_production(
 
 def test_a_rollback_whose_deployment_fails_leaves_production_and_the_service_as_they_were(
         two_versions, endpoint_on_loopback, tmp_path):
+    endpoint_on_loopback["version"] = 2  # what the endpoint serves again after the re-apply
     with FakeKube() as fake:
         fake.scripts["1"] = Script(outcome="failed")  # version 1 fails to load in KServe
         fake.put(render_isvc(model=MODEL, version=2, namespace=NAMESPACE,
