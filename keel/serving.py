@@ -700,6 +700,11 @@ class _Handler(BaseHTTPRequestHandler):
             payload = json.dumps(doc, allow_nan=False).encode()
         except ValueError as exc:
             status, payload = 500, json.dumps({"error": f"Internal error: {exc}"}).encode()
+        # Logged before the answer is sent: a client that has its answer can rely on the line
+        # being written, even if the server is stopped right after (handler threads are daemons).
+        elapsed = (time.perf_counter() - started) * 1000
+        server.log_line(one_line(f"{self.command} {self.path} {status} rows={rows} "
+                                 f"{elapsed:.1f}ms", 300))
         with contextlib.suppress(OSError):  # the client went away
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -708,9 +713,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(payload)
-        elapsed = (time.perf_counter() - started) * 1000
-        server.log_line(one_line(f"{self.command} {self.path} {status} rows={rows} "
-                                 f"{elapsed:.1f}ms", 300))
 
 
 def make_server(served: ServedModel, host: str = "127.0.0.1", port: int = 0, *,
