@@ -9,7 +9,13 @@ MLFLOW_READY := $(MLFLOW_VENV)/.ready
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint system-deps mlflow-venv compile images lock bench clean
+CONTAINERS_CONF ?= $(abspath images/containers.conf)
+ENV ?= dev
+DRY_RUN ?=
+CLUSTER_ARGS ?=
+CLUSTER_FLAGS = --env manifests/env/$(ENV).yaml $(if $(filter 1,$(DRY_RUN)),--dry-run) $(CLUSTER_ARGS)
+.PHONY: help venv run test lint system-deps mlflow-venv compile images container-deps test-containers \
+	upload submit schedule lock bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,25 +37,14 @@ run: $(READY) ## Train on the bundled sample (data/credit.csv) into ./.keel and 
 test: system-deps mlflow-venv lint ## Run lint and the whole test suite (starts its own GCS emulator)
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
-lint: $(READY) ## ruff (style, imports, docstrings, no kfp in stage logic) and mypy --strict on keel/
+lint: $(READY) ## ruff, mypy --strict on keel/, hadolint on the Dockerfiles, manifests rendered and schema-checked offline
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/hadolint --failure-threshold style images/base/Dockerfile images/stage/Dockerfile
+	$(BIN)/python manifests/validate.py
 
 system-deps: ## Install chromium and postgresql (Debian) for the tests when missing (apt-get, as root)
-	@missing=""; \
-	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium fonts-dejavu-core"; \
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "Installing$$missing (apt-get) for the browser and database tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      --no-install-recommends $$missing >/dev/null || exit 1; \
-	  else \
-	    echo "The tests need Chromium and PostgreSQL: install the Debian packages$$missing"; \
-	    echo "  (as root: apt-get install --no-install-recommends$$missing), then run make test again."; \
-	    exit 1; \
-	  fi; \
-	fi
+	@scripts/debian-packages.sh "for the browser and database tests" chromium fonts-dejavu-core postgresql
 	@command -v chromium >/dev/null 2>&1 || { echo "chromium is still not on PATH after installing it"; exit 1; }
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "PostgreSQL's initdb is still missing after installing postgresql"; exit 1; }
 
@@ -70,8 +65,24 @@ bench: $(READY) ## Benchmarks, never part of make test: statistics' time and pea
 compile: $(READY) ## Regenerate pipelines/compiled/*.yaml (training, batch prediction) and components/README.md
 	$(BIN)/keel compile
 
-images: $(READY) ## Build the base and stage images with podman (see images/README.md)
-	PYTHON=$(abspath $(BIN))/python images/build.sh
+container-deps: ## Install podman, buildah, runc and debootstrap (Debian) when missing (apt-get, as root)
+	@scripts/debian-packages.sh "to build and run Keel's images" podman buildah runc debootstrap
+
+images: $(READY) container-deps ## Build the base and every image with podman, on a local Debian base (images/README.md)
+	images/debian-base.sh
+	CONTAINERS_CONF=$(CONTAINERS_CONF) PYTHON=$(abspath $(BIN))/python images/build.sh
+
+test-containers: system-deps images ## Build the images, then run the pipeline with every stage in its own image
+	CONTAINERS_CONF=$(CONTAINERS_CONF) $(BIN)/pytest -m containers -n 2 tests/test_containers.py $(PYTEST_ARGS)
+
+upload: $(READY) ## Compile the training pipeline for ENV (dev) and upload it as a new pipeline version (DRY_RUN=1: only print the request)
+	$(BIN)/keel cluster upload $(CLUSTER_FLAGS)
+
+submit: $(READY) ## Start one training run on ENV (dev) with the newest uploaded version (DRY_RUN=1: only print the request)
+	$(BIN)/keel cluster submit $(CLUSTER_FLAGS)
+
+schedule: $(READY) ## Create ENV's (dev) weekly recurring run of the newest uploaded version (DRY_RUN=1: only print the request)
+	$(BIN)/keel cluster schedule $(CLUSTER_FLAGS)
 
 lock: ## Re-pin requirements.lock (runtime) and requirements-test.lock from pyproject.toml
 	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock
@@ -83,6 +94,7 @@ lock: ## Re-pin requirements.lock (runtime) and requirements-test.lock from pypr
 	( echo '# Test and lint tools, pinned with what they pull in (on top of requirements.lock).'; \
 	  echo '# Regenerate with `make lock`.'; \
 	  $(VENV)-lock/bin/pip freeze | grep -v '^keel' | grep -vxF -f requirements.lock ) > requirements-test.lock
+	$(VENV)-lock/bin/python images/lock.py
 	rm -rf $(VENV)-lock
 
 clean: ## Remove .venv, .venv-mlflow and the local store

@@ -354,10 +354,15 @@ _UNREAD: Any = object()  # the store was not read yet: no stage had started
 @click.option("--fail-on-reject", is_flag=True,
               help=f"Exit with status {EXIT_REJECTED} when the gate rejects the candidate (the "
                    "summary is still printed), for CI scripts; by default a finished run exits 0.")
+@click.option("--runner", type=click.Choice(["subprocess", "docker"]), default="subprocess",
+              show_default=True,
+              help="subprocess: the stages run as processes of this Python. docker: each stage "
+                   "runs in its own image (`make images`), through a Docker API engine such as "
+                   "`podman system service` (DOCKER_HOST).")
 @debug_option("Stream stage logs; show tracebacks.")
 @click.pass_context
 def run(ctx: click.Context, /, work_dir: Path, as_json: bool, fail_on_reject: bool, debug: bool,
-        **options: Any) -> None:
+        runner: str, **options: Any) -> None:
     """Run the training pipeline locally (kfp.local) and print its summary."""
     from keel.contracts import RunSummary
     from keel.local_run import interruptible, run_training
@@ -376,7 +381,7 @@ def run(ctx: click.Context, /, work_dir: Path, as_json: bool, fail_on_reject: bo
             say(f"Training {arguments['model_name']!r} from {arguments['source']} "
                 f"(store {arguments['store']})", err=True)
             promotion, log = run_training(arguments, work_dir,
-                                          lambda line: click.echo(line, err=True), debug)
+                                          lambda line: click.echo(line, err=True), debug, runner)
             registry = Registry(open_store(promotion.store), promotion.model)
             manifest = registry.manifest(promotion.version)
             card = registry.file_url(promotion.version, MODEL_CARD_FILE) \
@@ -416,7 +421,8 @@ def compile_command(output: Path | None) -> None:
         click.echo(readme.write())
 
 
-from keel.deploy_cli import deploy_command  # noqa: E402 - the commands need main's helpers
+from keel.cluster_cli import cluster_group  # noqa: E402 - the commands need main's helpers
+from keel.deploy_cli import deploy_command  # noqa: E402
 from keel.models_cli import models  # noqa: E402
 from keel.predict_cli import predict as predict_command  # noqa: E402
 from keel.serve_cli import serve  # noqa: E402
@@ -427,3 +433,4 @@ main.add_command(validate_command)
 main.add_command(predict_command)
 main.add_command(serve)
 main.add_command(deploy_command)
+main.add_command(cluster_group)

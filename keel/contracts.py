@@ -476,6 +476,9 @@ class TrainRecord(Document):
     fit_seconds: float = Field(ge=0)
     seed: int
     search: Search | None = None  # absent when one parameter set was given
+    #: The scikit-learn that fitted the model (what loads it); absent in records of Keel 0.1.0
+    #: versions made before the stages had images of their own.
+    scikit_learn: str = ""
 
 
 class GoldenRows(Document):

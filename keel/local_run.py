@@ -288,35 +288,76 @@ def _run_folder() -> Path:
         ) from None
 
 
+#: How ``keel run`` runs the stages: as subprocesses of this Python, or each in its own image.
+RUNNERS: tuple[str, ...] = ("subprocess", "docker")
+
+
+def _runner(runner: str, stage_tmp: str, pipeline_root: Path, error_file: Path
+            ) -> tuple[Any, contextlib.AbstractContextManager[None]]:
+    """The kfp.local runner for ``runner``, and what must surround the run for it."""
+    from kfp import local
+
+    if runner == "subprocess":
+        return local.SubprocessRunner(use_venv=False), _stages_launched_by_keel(stage_tmp)
+    if runner != "docker":
+        raise ValueError(f"Unknown runner {runner!r}; runners are {', '.join(RUNNERS)}.")
+    from keel.container_run import (
+        check_images,
+        container_environment,
+        docker_client,
+        stages_in_containers,
+    )
+
+    client = docker_client()
+    try:
+        check_images(client)
+    finally:
+        client.close()
+    pipeline_root.chmod(0o777)  # the images' user writes the stages' outputs there
+    environment = {**container_environment(), TRIAL_THREADS_ENV: str(LOCAL_TRIAL_THREADS),
+                   ERROR_FILE_ENV: str(error_file)}
+    return (local.DockerRunner(network_mode="host", environment=environment),
+            stages_in_containers())
+
+
 def run_training(
     arguments: dict[str, Any],
     work_dir: Path,
     progress: Callable[[str], None],
     debug: bool = False,
+    runner: str = "subprocess",
 ) -> tuple[Promotion, str]:
     """Run ``training_pipeline(**arguments)`` locally; what promote did, and the log's path.
 
-    Leaves nothing in temporary folders, whether the run succeeds, fails or is interrupted.
+    ``runner`` is one of :data:`RUNNERS`. Leaves nothing in temporary folders, whether the run
+    succeeds, fails or is interrupted.
     """
     from kfp import local
 
     from keel.pipelines.training import training_pipeline
 
     run_tmp: Path | None = None
+    error_file: Path | None = None
     try:
         with shielded():
             run_tmp = _run_folder()
         stage_tmp = run_tmp / "tmp"
         stage_tmp.mkdir()
-        error_file = run_tmp / "error.json"
-        error_file.touch()
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         pipeline_root = work_dir / "pipeline_root"
         log_path = work_dir / "logs" / f"{stamp}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         pipeline_root.mkdir(parents=True, exist_ok=True)
-        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
-                   workspace_root=str(run_tmp / "workspace"))
+        # In the pipeline root, which every stage sees (containers too), at the same path.
+        error_file = pipeline_root / f".error-{stamp}.json"
+        error_file.touch()
+        error_file.chmod(0o666)
+        kfp_runner, surrounding = _runner(runner, str(stage_tmp), pipeline_root, error_file)
+        workspace = run_tmp / "workspace"
+        workspace.mkdir(mode=0o777)
+        workspace.chmod(0o777)  # mkdir's mode is cut by the umask
+        local.init(runner=kfp_runner, pipeline_root=str(pipeline_root),
+                   workspace_root=str(workspace))
         previous = os.environ.get(ERROR_FILE_ENV)
         os.environ[ERROR_FILE_ENV] = str(error_file)
         try:
@@ -324,7 +365,7 @@ def run_training(
                 open(log_path, "w") as log,
                 redirect_stdout(_ProgressLog(log, progress, echo=debug)),
                 warnings.catch_warnings(),
-                _stages_launched_by_keel(str(stage_tmp)),
+                surrounding,
             ):
                 # kfp.local warns that our stage images are not used locally: that is the point.
                 warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
@@ -346,4 +387,6 @@ def run_training(
         with shielded():
             if run_tmp is not None:
                 shutil.rmtree(run_tmp, ignore_errors=True)
+            if error_file is not None:
+                error_file.unlink(missing_ok=True)
     return Promotion.from_json(task.output, origin="the promote output"), str(log_path)

@@ -72,13 +72,17 @@ def stage_images() -> dict[str, str]:
     return {stage: f"{registry}/{stage}:{tag}" for stage in STAGE_NAMES}
 
 
-def environment() -> Environment:
-    """The code and images this version was made with."""
+def environment(record: TrainRecord) -> Environment:
+    """The code and images this version was made with.
+
+    The scikit-learn version is the one train fitted the model with (publish's own image has
+    none); a record from before train wrote it falls back to the one installed here.
+    """
     return Environment(
         keel=__version__,
         git_commit=git_commit(),
         python=platform.python_version(),
-        scikit_learn=installed_version("scikit-learn"),  # without importing it
+        scikit_learn=record.scikit_learn or installed_version("scikit-learn"),
         images=stage_images(),
         ran_in_image=os.environ.get(IN_IMAGE_ENV, "") or None,
     )
@@ -124,7 +128,7 @@ def run(
         metrics=decision.metrics,
         baseline=decision.baseline,
         decision=decision,
-        environment=environment(),
+        environment=environment(record),
         run_id=run_id,
         validation=checks,
     )

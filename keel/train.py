@@ -29,6 +29,7 @@ def train(
     search: Search | None = None,
 ) -> tuple[Any, TrainRecord]:
     """Fit the model; return it and the record of what was fitted and how (and chosen how)."""
+    import sklearn
     from sklearn.pipeline import Pipeline
 
     entry = get_estimator(checked("estimator", estimator))
@@ -53,6 +54,7 @@ def train(
         fit_seconds=round(time.perf_counter() - started, 3),
         seed=int(seed),
         search=search,
+        scikit_learn=sklearn.__version__,
     )
     return pipeline, record
 

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from kfp import compiler, dsl, kubernetes
 
+from keel.cluster import pod_settings
 from keel.components import (
     deploy,
     evaluate,
@@ -40,8 +41,13 @@ SOURCE_SECRET_KEYS = {"password": "KEEL_SOURCE_PASSWORD", "token": "KEEL_SOURCE_
 
 
 def as_stage(task: Task) -> Task:
-    """Apply the stage table's caching rule: a stage that reads fresh state is never cached."""
-    return task.set_caching_options(stage(task.component_spec.name).cacheable)
+    """Apply the stage's caching rule and, when compiling for an environment, its pod settings.
+
+    A stage that reads fresh state is never cached (the stage table says which). Pod settings
+    are set only by ``keel cluster compile`` (``keel.cluster.pod_settings``).
+    """
+    name = task.component_spec.name
+    return pod_settings(task.set_caching_options(stage(name).cacheable), name)
 
 
 def ingest_step(source: str, source_format: str, source_encoding: str, source_query: str,

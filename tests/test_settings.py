@@ -70,9 +70,9 @@ def test_each_setting_is_a_keel_run_option(name):
         assert option.default == expected
 
 
-def test_keel_run_has_no_option_outside_the_table_but_its_own_four():
+def test_keel_run_has_no_option_outside_the_table_but_its_own_five():
     names = {p.name for p in run_command.params}
-    assert names - set(SETTINGS) == {"work_dir", "as_json", "debug", "fail_on_reject"}
+    assert names - set(SETTINGS) == {"work_dir", "as_json", "debug", "fail_on_reject", "runner"}
 
 
 def test_components_describe_their_settings_with_the_table_help():

@@ -13,6 +13,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import sklearn
 
 from keel.contracts import ContractError, FeatureSpec, TrainRecord
 from keel.errors import ParameterError, from_report
@@ -334,7 +335,8 @@ def test_record_says_what_was_fitted_and_how():
     assert isinstance(record, TrainRecord)
     assert set(record.to_dict()) == {
         "schema_version", "estimator", "estimator_class", "params", "effective_params",
-        "encoding", "features", "train_rows", "fit_seconds", "seed", "search"}
+        "encoding", "features", "train_rows", "fit_seconds", "seed", "search", "scikit_learn"}
+    assert record.scikit_learn == sklearn.__version__  # what loads the model, not publish's
     assert record.search is None  # one parameter set: no search
     assert record.estimator == "linear"
     assert record.estimator_class == "LogisticRegression"
