@@ -13,6 +13,7 @@
 #                        images/README.md shows how to make it
 #   BUILDER              podman (default) or buildah
 #   BUILD_FLAGS          extra flags for the build command, e.g. "--isolation chroot"
+#                        (builds use the host's network: no bridge or firewall set-up is needed)
 #   PYTHON               the interpreter that reads keel.stages and keel.images (default python3)
 #   KEEL_BUILD_CA        the CA bundle pip trusts inside the build, passed as a build secret
 #                        (default /etc/ssl/certs/ca-certificates.crt, the host's)
@@ -88,7 +89,7 @@ fi
 
 BASE_TAG="$(tag_of base)"
 echo "==> $BASE_TAG"
-"${build_cmd[@]}" "${EXTRA_FLAGS[@]}" \
+"${build_cmd[@]}" --network host "${EXTRA_FLAGS[@]}" \
     -f images/base/Dockerfile \
     --secret "id=ca,src=$BUILD_CA" \
     --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" \
@@ -101,7 +102,7 @@ for name in "${NAMES[@]}"; do
     description="$(keel_py "from keel.images import image_spec; print('Keel $name: ' + image_spec('$name').does)")"
     module="$(keel_py "from keel.images import image_spec; print(image_spec('$name').module)")"
     echo "==> $tag (commit $GIT_COMMIT)"
-    "${build_cmd[@]}" "${EXTRA_FLAGS[@]}" \
+    "${build_cmd[@]}" --network host "${EXTRA_FLAGS[@]}" \
         -f images/stage/Dockerfile \
         --secret "id=ca,src=$BUILD_CA" \
         --build-arg "BASE_IMAGE=$BASE_TAG" \

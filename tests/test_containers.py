@@ -250,7 +250,7 @@ def test_each_image_holds_only_its_own_packages(built, each):
     has_sql = "sqlalchemy" in each.packages
     probe = ("import importlib.util as u; "
              "print(u.find_spec('sklearn') is not None, u.find_spec('sqlalchemy') is not None)")
-    ran = podman("run", "--rm", image(each.name), "python3", "-c", probe)
+    ran = podman("run", "--rm", "--network", "host", image(each.name), "python3", "-c", probe)
     assert ran.stdout.split() == [str(has_sklearn), str(has_sql)]
 
 
@@ -261,7 +261,7 @@ def test_images_carry_no_build_leftovers_and_run_as_uid_1000(built, name):
               "'/src', '/staging', '/root/.cache/pip') if os.path.lexists(p)]; "
               "apt = [f for f in os.listdir('/var/cache/apt')] + "
               "[f for f in os.listdir('/var/lib/apt/lists')]; print(leftovers, apt)")
-    ran = podman("run", "--rm", image(name), "python3", "-c", script)
+    ran = podman("run", "--rm", "--network", "host", image(name), "python3", "-c", script)
     assert ran.stdout.split("\n", 1)[0] == "1000"
     assert ran.stdout.split("\n")[1] == "[] []", ran.stdout
 
