@@ -7,6 +7,7 @@ READY := $(VENV)/.ready
 MLFLOW_VENV := .venv-mlflow
 MLFLOW_READY := $(MLFLOW_VENV)/.ready
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
 CONTAINERS_CONF ?= $(abspath images/containers.conf)
@@ -59,7 +60,9 @@ $(MLFLOW_READY): requirements-mlflow.lock
 
 mlflow-venv: $(MLFLOW_READY) ## Create .venv-mlflow with the MLflow server the mirror tests run
 
-bench: $(READY) ## Benchmarks, never part of make test: statistics' time and peak memory at N and 10N rows
+bench: $(READY) ## Benchmarks, never part of make test: keel run vs a plain script, stages vs their floor, statistics' memory
+	$(BIN)/python benchmarks/pipeline.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/stages.py
 	$(BIN)/python benchmarks/statistics_memory.py
 
 compile: $(READY) ## Regenerate pipelines/compiled/*.yaml (training, batch prediction) and components/README.md

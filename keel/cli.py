@@ -425,12 +425,14 @@ from keel.cluster_cli import cluster_group  # noqa: E402 - the commands need mai
 from keel.deploy_cli import deploy_command  # noqa: E402
 from keel.models_cli import models  # noqa: E402
 from keel.predict_cli import predict as predict_command  # noqa: E402
+from keel.sample_cli import sample as sample_command  # noqa: E402
 from keel.serve_cli import serve  # noqa: E402
 from keel.validate_cli import validate_command  # noqa: E402
 
 main.add_command(models)
 main.add_command(validate_command)
 main.add_command(predict_command)
+main.add_command(sample_command)
 main.add_command(serve)
 main.add_command(deploy_command)
 main.add_command(cluster_group)

@@ -181,7 +181,8 @@ def _params(setting: Setting, value: Any, values: Mapping[str, Any]) -> dict[str
     params = _json_object(setting, value, "hyperparameters")
     estimator = _estimator(SETTINGS["estimator"], values.get("estimator", DEFAULTS["estimator"]),
                            values)
-    check_params(estimator, values.get("task", "auto"), params)
+    if params:  # no parameter given: nothing to check (and scikit-learn is not imported here)
+        check_params(estimator, values.get("task", "auto"), params)
     return params
 
 
