@@ -366,8 +366,7 @@ def run(ctx: click.Context, /, work_dir: Path, as_json: bool, fail_on_reject: bo
     """Run the training pipeline locally (kfp.local) and print its summary."""
     from keel.contracts import RunSummary
     from keel.local_run import interruptible, run_training
-    from keel.publish import MODEL_CARD_FILE
-    from keel.registry import Registry
+    from keel.registry import MODEL_CARD_FILE, Registry
     from keel.storage import open_store
 
     with interruptible():

@@ -118,8 +118,7 @@ def mirror_safely(mirror: Mirror, action: Callable[[Mirror], None]) -> str:
 
 def version_record(registry: Registry, version: int, production: int | None) -> VersionRecord:
     """The record of one stored version, as every mirror gets it."""
-    from keel.publish import MODEL_CARD_FILE
-    from keel.registry import MODEL_FILE
+    from keel.registry import MODEL_CARD_FILE, MODEL_FILE
 
     manifest = registry.manifest(version)
     card = None

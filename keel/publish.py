@@ -31,13 +31,12 @@ from keel.contracts import (
 )
 from keel.errors import reports_errors
 from keel.images import image
-from keel.registry import MODEL_FILE, Registry
+from keel.registry import MODEL_CARD_FILE, MODEL_FILE, Registry
 from keel.settings import checked
 from keel.stages import STAGE_NAMES
 from keel.storage import open_store
 from keel.validate import SCHEMA_FILE, STATISTICS_FILE
 
-MODEL_CARD_FILE = "model_card.html"
 VALIDATION_REPORT_FILE = "validation_report.html"
 GOLDEN_ROWS_FILE = "golden_rows.json"  # rows and the answers training gave: the smoke test's
 GIT_COMMIT_ENV = "KEEL_GIT_COMMIT"  # baked into the images at build time

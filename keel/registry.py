@@ -41,6 +41,7 @@ MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 PRODUCTION = "production"
 MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"
+MODEL_CARD_FILE = "model_card.html"  # written by publish
 # Event actions: promote.py writes "promote"; `keel models rollback` writes "rollback" (or
 # "restore" when production.json was missing); `keel models promote` writes "override".
 ROLLBACK, RESTORE, OVERRIDE = "rollback", "restore", "override"

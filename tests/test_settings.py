@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import subprocess
+import sys
 
 import click
 import pandas as pd
@@ -229,3 +231,15 @@ def test_thresholds_from_the_command_line():
 ])
 def test_default_model_name(source, name):
     assert default_model_name(source) == name
+
+
+def test_no_parameters_need_no_scikit_learn_to_check():
+    """`keel run` checks --param before any stage; with none given it must not pay sklearn's import."""
+    code = ("import sys; from keel.settings import checked; "
+            "assert checked('params', '{}', estimator='hist_gradient_boosting') == {}; "
+            "print('sklearn' in sys.modules); "
+            "checked('params', '{\"max_depth\": 3}', estimator='hist_gradient_boosting'); "
+            "print('sklearn' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
