@@ -84,7 +84,11 @@ def _child(code: str, args: list[str], env: dict[str, str], output: int) -> int:
         traceback.print_exc()
         return 1
     finally:
+        # The fork leaves through os._exit, which runs no exit handlers: flush what they would.
         with contextlib.suppress(Exception):
+            import logging
+
+            logging.shutdown()
             sys.stdout.flush()
             sys.stderr.flush()
 
