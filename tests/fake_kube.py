@@ -30,6 +30,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+try:
+    from http_api import send_json
+except ImportError:  # tests/ imported as a package
+    from tests.http_api import send_json
+
 APPLY = "application/apply-patch+yaml"
 PLURALS = {"inferenceservices": "InferenceService", "servingruntimes": "ServingRuntime",
            "deployments": "Deployment"}
@@ -88,12 +93,7 @@ class FakeKube:
                 self._answer(*fake.handle("PATCH", self.path, self.headers, body))
 
             def _answer(self, status: int, doc: dict[str, Any]) -> None:
-                data = json.dumps(doc).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, doc)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

@@ -16,6 +16,16 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, doc: Any) -> None:
+    """Answer ``handler``'s request with ``doc`` as JSON (the stand-in servers of the tests)."""
+    data = json.dumps(doc).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 @dataclass(frozen=True)
 class Request:
     """A request the server saw: path, query parameters and headers."""

@@ -38,6 +38,11 @@ from keel.cluster import (
 )
 from keel.stages import STAGE_NAMES
 
+try:
+    from http_api import send_json
+except ImportError:  # tests/ imported as a package
+    from tests.http_api import send_json
+
 REPO = Path(__file__).resolve().parents[1]
 DEV = REPO / "manifests" / "env" / "dev.yaml"
 PROD = REPO / "manifests" / "env" / "prod.yaml"
@@ -102,12 +107,7 @@ class FakeKfp:
                 with fake._lock:
                     fake.requests.append(seen)
                     status, body = fake.fail.get((seen.method, seen.path)) or fake.answer(seen)
-                content = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
+                send_json(self, status, body)
 
             do_GET = do_POST = do_DELETE = _serve  # noqa: N815 - http.server's names
 

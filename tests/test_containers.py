@@ -28,6 +28,11 @@ import keel
 from keel.images import IMAGE_NAMES, IMAGES, image
 from keel.stages import STAGE_NAMES
 
+try:
+    from gcs_emulator import free_port
+except ImportError:  # tests/ imported as a package
+    from tests.gcs_emulator import free_port
+
 pytestmark = [pytest.mark.containers, pytest.mark.gcs]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -180,14 +185,6 @@ def version_folder(engine, tmp_path_factory: pytest.TempPathFactory, gcs_emulato
     for path in folder.iterdir():
         path.chmod(0o644)
     return {"folder": folder, "bucket": name}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_serve_image_serves_a_version_folder(version_folder):

@@ -36,6 +36,7 @@ from keel.registry import MODEL_FILE, Registry
 from keel.storage import LocalStore
 
 try:
+    from http_api import send_json
     from test_models_diff_promote import (  # noqa: F401  (model_files is a fixture)
         first_lineage,
         model_files,
@@ -44,6 +45,7 @@ try:
         second_lineage,
     )
 except ImportError:  # tests/ imported as a package
+    from tests.http_api import send_json
     from tests.test_models_diff_promote import (  # noqa: F401
         first_lineage,
         model_files,
@@ -173,12 +175,7 @@ class FakeModelRegistry:
                 raw = self.rfile.read(length) if length else b""
                 status, doc = fake.handle(method, url.path, query, raw,
                                           self.headers.get("Authorization", ""))
-                data = json.dumps(doc).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, doc)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
