@@ -283,7 +283,7 @@ def print_summary(summary: RunSummary) -> None:
 
         checks = summary.validation
         say(f"  checks    {len(checks.warnings)} warnings; {checks.reference_note}")
-        for line in summary_lines(checks):
+        for line in summary_lines(checks, width=88):
             say(f"            {line}")
     for line in metric_lines("metrics", "", summary.metrics):
         say(line)

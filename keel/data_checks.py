@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import math
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ from keel.contracts import (
     ValidationRules,
 )
 from keel.settings import SETTINGS, checked
+from keel.statistics import MAX_TRACKED
 
 DEFAULT_SEVERITY: dict[AnomalyKind, Severity] = {
     # a column production's model reads is gone: production cannot be re-scored on this table
@@ -258,6 +260,41 @@ def _is_categorical(stats: ColumnStatistics | None) -> bool:
             and stats.categories is not None)
 
 
+def _is_summarised(stats: ColumnStatistics | None) -> bool:
+    """Categories with too many distinct values to count each: only the most frequent are known."""
+    return (stats is not None and stats.kind in ("categorical", "text") and stats.categories is None
+            and bool(stats.top) and stats.count > 0)
+
+
+def _share_bounds(stats: ColumnStatistics) -> tuple[dict[str, tuple[float, float]], float]:
+    """Each listed value's share of the values as (low, high), and the most an unlisted one has.
+
+    Exact with every value's count. Past :data:`~keel.statistics.MAX_TRACKED` distinct values
+    only ``top`` is known, from a Misra-Gries summary whose counts are at most
+    ``count / (MAX_TRACKED + 1)`` below the truth; a value not in ``top`` has at most the last
+    one's count plus that.
+    """
+    if stats.categories is not None:
+        total = sum(stats.categories.values()) or 1
+        return {v: (n / total, n / total) for v, n in stats.categories.items()}, 0.0
+    slack = 1 / (MAX_TRACKED + 1)
+    shares = {f.value: (f.count / stats.count, min(f.count / stats.count + slack, 1.0))
+              for f in stats.top}
+    return shares, min(stats.top[-1].count / stats.count + slack, 1.0)
+
+
+def _linf_at_least(reference: ColumnStatistics, current: ColumnStatistics) -> float:
+    """The least L-infinity distance the two columns' known shares allow (no false alarm)."""
+    before, before_rest = _share_bounds(reference)
+    now, now_rest = _share_bounds(current)
+    gap = 0.0
+    for value in set(before) | set(now):
+        low_a, high_a = before.get(value, (0.0, before_rest))
+        low_b, high_b = now.get(value, (0.0, now_rest))
+        gap = max(gap, low_a - high_b, low_b - high_a)
+    return gap
+
+
 # -- drift -------------------------------------------------------------------------------------
 def _sketch(stats: ColumnStatistics) -> Any:
     return kll_doubles_sketch.deserialize(base64.b64decode(stats.sketch))
@@ -307,7 +344,9 @@ def drift_score(
     from its own sketch. Categories and booleans (both with every value's count): the shares of
     each value over the union of values. Missing values are left out (``missing_rate`` checks
     them). ``psi``, ``js`` and ``linf`` work on both; validate uses psi or js for numbers and
-    linf or js for categories by default.
+    linf or js for categories by default. A category column with more distinct values than
+    statistics count one by one has only its most frequent values' (approximate) counts: ``linf``
+    is then the least distance they prove, and the other methods give None.
     """
     if reference.count == 0 or current.count == 0:
         return None
@@ -317,6 +356,12 @@ def drift_score(
             return None
         edges = sorted({float(e) for e in before.get_quantiles(DECILES)})
         return _distance(_bin_shares(before, edges), _bin_shares(now, edges), method)
+    if (method == "linf" and (_is_summarised(reference) or _is_summarised(current))
+            and (_is_categorical(reference) or _is_summarised(reference))
+            and (_is_categorical(current) or _is_summarised(current))
+            and "boolean" not in {reference.kind, current.kind}):
+        # past MAX_TRACKED distinct values on a side: the least distance its top values prove
+        return _linf_at_least(reference, current)
     if _is_categorical(reference) and _is_categorical(current):
         assert reference.categories is not None and current.categories is not None
         values = sorted(set(reference.categories) | set(current.categories))
@@ -519,24 +564,39 @@ def _check_range(found: _Findings, column: _Column, reference: _Column | None,
 
 def _check_categories(found: _Findings, column: _Column, reference: _Column,
                       rules: ValidationRules) -> None:
+    """Values the reference never had, when the reference counted each of its values.
+
+    A column past MAX_TRACKED distinct values now (often because new values flooded in) has only
+    its most frequent values counted, each at least as often as listed: the share is then a
+    lower bound ("at least"), which also counts one row for each new value beyond those listed
+    when the number of distinct values is exact.
+    """
     stats, before = column.stats, reference.stats
-    if not (_is_categorical(stats) and _is_categorical(before)) or column.kind not in (
-            None, "categorical"):
+    if not (_is_categorical(stats) or _is_summarised(stats)) or not _is_categorical(
+            before) or column.kind not in (None, "categorical"):
         return
-    assert stats is not None and before is not None
-    assert stats.categories is not None and before.categories is not None
-    new = {v: n for v, n in stats.categories.items() if v not in before.categories and n > 0}
-    if not new or stats.count == 0:
+    assert stats is not None and before is not None and before.categories is not None
+    if stats.count == 0:
         return
-    rows = sum(new.values())
+    if stats.categories is not None:
+        new = {v: n for v, n in stats.categories.items() if v not in before.categories and n > 0}
+        rows, values, bound = sum(new.values()), len(new), ""
+    else:
+        new = {f.value: f.count for f in stats.top if f.value not in before.categories}
+        unlisted = max(stats.distinct - len(before.categories) - len(new), 0) if (
+            stats.distinct_exact) else 0
+        rows, values, bound = sum(new.values()) + unlisted, len(new) + unlisted, "at least "
+    if not rows:
+        return
     share = rows / stats.count
     if share > rules.new_category_share:
-        examples = sorted(new, key=lambda v: (-new[v], v))
-        named = ", ".join(_shown(v, 20) for v in examples[:MAX_EXAMPLES])
-        more = f" and {len(examples) - MAX_EXAMPLES} more" if len(examples) > MAX_EXAMPLES else ""
+        examples = sorted(new, key=lambda v: (-new[v], v))[:MAX_EXAMPLES]
+        named = ", ".join(_shown(v, 20) for v in examples)
+        more = f" and {values - len(examples):,} more" if values > len(examples) else ""
+        which = f"{named}{more}" if named else f"{values:,} values the reference never had"
         found.add("new_category", column.name,
-                  f"{_share(share)} ({rows:,} of {stats.count:,} values) are new: "
-                  f"{named}{more} (threshold {_share(rules.new_category_share)})",
+                  f"{bound}{_share(share)} ({rows:,} of {stats.count:,} values) are new: "
+                  f"{which} (threshold {_share(rules.new_category_share)})",
                   value=share, threshold=rules.new_category_share)
 
 
@@ -710,21 +770,46 @@ def _drift(now: dict[str, _Column], before: dict[str, _Column], has_statistics: 
 
 
 # -- what the run prints -----------------------------------------------------------------------
-def summary_lines(result: ValidationResult, width: int = 100) -> list[str]:
-    """The CLI's lines: every error and warning (drift above threshold included), one a line.
+SUMMARY_INDENT = 8  # where a summary line's message starts: its continuation lines too
 
-    Each line names the column and its numbers; ignored anomalies are not shown. With nothing
-    to show, one line says what was compared.
+
+def _wrapped(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` characters, the later ones indented.
+
+    The continuation lines start under the message (after the severity); nothing is cut, so
+    every number stays visible.
     """
-    lines = [_clip(f"{a.severity:<7} {a.message}", width)
-             for a in result.anomalies if a.severity != "ignore"]
-    if lines:
+    return textwrap.wrap(text, width=max(width, SUMMARY_INDENT + 12),
+                         subsequent_indent=" " * SUMMARY_INDENT, break_on_hyphens=False) or [""]
+
+
+def summary_lines(result: ValidationResult, width: int = 100,
+                  max_lines: int | None = None) -> list[str]:
+    """The CLI's lines: every error and warning (drift above threshold included).
+
+    Each anomaly starts a line with its severity and names the column and its numbers; a long
+    one goes on over the next lines, indented, rather than being cut. Ignored anomalies are not
+    shown. With ``max_lines``, the anomalies that do not fit whole are counted on a last line.
+    With nothing to show, one line (or two) says what was compared.
+    """
+    shown = [a for a in result.anomalies if a.severity != "ignore"]
+    if shown:
+        lines: list[str] = []
+        for index, anomaly in enumerate(shown):
+            block = _wrapped(f"{anomaly.severity:<7} {anomaly.message}", width)
+            rest = len(shown) - index - 1
+            room = None if max_lines is None else max_lines - (1 if rest else 0)
+            if room is not None and len(lines) + len(block) > room:
+                lines.append(f"... and {len(shown) - index} more (the validation report lists "
+                             "them all)")
+                break
+            lines += block
         return lines
     if result.drift:
         worst = result.drift[0]
-        return [_clip(f"no anomalies; {len(result.drift)} features compared, largest drift "
-                      f"{_shown(worst.column)} {worst.method} {_score(worst.score)} "
-                      f"(threshold {_score(worst.threshold)})", width)]
+        return _wrapped(f"no anomalies; {len(result.drift)} features compared, largest drift "
+                        f"{_shown(worst.column)} {worst.method} {_score(worst.score)} "
+                        f"(threshold {_score(worst.threshold)})", width)
     return ["no anomalies"]
 
 

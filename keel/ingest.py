@@ -19,7 +19,9 @@ compression or batch boundaries. Memory stays flat: one record batch at a time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import re
 from typing import Any
 
@@ -214,11 +216,17 @@ def ingest(
                         writer.write_batch(batch)
                         digest.update(_row_hashes(batch))
                         rows += batch.num_rows
-    except READ_ERRORS as exc:
-        raise SourceError(
-            f"The source {source!r} is not readable as {opened.format}: "
-            f"{read_error_detail(exc, opened.format, schema)}"
-        ) from None
+    except BaseException as exc:
+        # a failed read leaves no snapshot: a partial one must never pass for the table
+        with contextlib.suppress(OSError):
+            os.unlink(output_path)
+        if isinstance(exc, READ_ERRORS):
+            after = f" (after row {rows:,})" if rows else ""
+            raise SourceError(
+                f"The source {source!r} is not readable as {opened.format}{after}: "
+                f"{read_error_detail(exc, opened.format, schema)}"
+            ) from None
+        raise
     return IngestResult(
         source=source, format=table.format, data_version=digest.hexdigest(), rows=rows,
         columns=list(schema.names), query=table.query, parts=table.parts,

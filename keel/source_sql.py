@@ -136,16 +136,31 @@ def _arrow_type(name: str) -> pa.DataType:
     }[name]
 
 
+def _numeric_loader() -> type:
+    """A psycopg loader of numeric's text as the nearest float, beyond a double's range +/-inf.
+
+    psycopg's own FloatLoader (its C version) raises OverflowError on a numeric past 1.8e308,
+    ending the read with no word of the column; a CSV reader gives the same digits as inf (which
+    validate treats as missing), and so does this loader: one data version for both.
+    """
+    from psycopg.adapt import Loader
+
+    class NumericAsFloat(Loader):
+        def load(self, data: Any) -> float:
+            return float(bytes(data))
+
+    return NumericAsFloat
+
+
 def _postgresql_loaders(dbapi_connection: Any) -> None:
     """Make psycopg load numeric as float (not Decimal) and :data:`_PG_AS_TEXT` types as text.
 
     Set on the connection before the query runs: a cursor copies the connection's loaders.
     """
-    from psycopg.types.numeric import FloatLoader
     from psycopg.types.string import TextLoader
 
     adapters = dbapi_connection.adapters
-    adapters.register_loader("numeric", FloatLoader)
+    adapters.register_loader("numeric", _numeric_loader())
     for name in _PG_AS_TEXT:
         adapters.register_loader(name, TextLoader)
 
@@ -409,9 +424,19 @@ class SqlSource(Source):
             )
 
     def _query_error(self, error: Any, what: str) -> SourceError:
-        """The database's own message, with the query and where it ran."""
+        """The database's own message, with the query and where it ran.
+
+        An error the driver raised itself while turning a value into Python (a date past year
+        9999, such as PostgreSQL's 'infinity') did not happen in the database: it says so, and
+        how to read such values.
+        """
         table = self.options.table.strip()
         asked = f"reading the table {table!r}" if table else f"the query {_shown(self.described)}"
+        if _loading_error(error):
+            return SourceError(
+                f"The source {self.uri!r}: {asked} {what}: a value cannot be read "
+                f"({_database_message(error)}); cast its column in the query, to text say."
+            )
         hint = ""
         if not table and _first_word(self.described) not in ROW_QUERIES:
             hint = (" (a SQL source reads the rows of one query: SELECT, WITH ... SELECT, "
@@ -424,10 +449,12 @@ class SqlSource(Source):
     def _chunks(self, cursor: _Cursor) -> Iterator[Sequence[Sequence[Any]]]:
         """The result's rows, :data:`CHUNK_ROWS` at a time; a database error is a SourceError."""
         read = 0
+        # the last two: raised by a value's loader (psycopg raises them as they are)
+        failures: tuple[type[BaseException], ...] = (*cursor.errors, OverflowError, ValueError)
         while True:
             try:
                 chunk = cursor.fetch()
-            except cursor.errors as exc:
+            except failures as exc:
                 raise self._query_error(exc, f"failed after {read:,} rows") from None
             if not chunk:
                 return
@@ -503,6 +530,18 @@ class _Cursor:
     fetch: Callable[[], Sequence[Sequence[Any]]]
     close: Callable[[], None]
     errors: tuple[type[BaseException], ...]  # what fetching raises when the database fails
+
+
+def _loading_error(error: Any) -> bool:
+    """Whether a read error was raised by the driver on a value it received, not by the database.
+
+    psycopg gives the errors the server sent a SQLSTATE; the ones its loaders raise have none.
+    """
+    original = getattr(error, "orig", None) or error
+    module = type(original).__module__ or ""
+    return (isinstance(original, OverflowError | ValueError) or (
+        module.startswith("psycopg") and hasattr(original, "sqlstate")
+        and original.sqlstate is None))
 
 
 def _typed_by_oid(dialect: Any) -> bool:

@@ -17,7 +17,9 @@ row group of the file) plus a few hundred kilobytes per column. What each kind o
 - strings (categorical or text), booleans (values ``true``/``false``): ``top``, the
   :data:`TOP` most frequent values (most frequent first, ties by value); ``categories``, every
   value's count while at most :data:`MAX_TRACKED` distinct values were seen (None beyond); text
-  lengths in characters (strings only);
+  lengths in characters (strings only). A value longer than :data:`MAX_VALUE_CHARS` characters
+  is counted and shown as its start, its length and a digest (:func:`value_key`), so that the
+  state and the JSON stay small whatever the values' length;
 - dates and times: ``earliest`` and ``latest`` as ISO 8601 text;
 - anything else (durations, binary, ...): count and missing only.
 
@@ -47,6 +49,7 @@ std only up to float rounding.
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 import random
 import struct
@@ -77,6 +80,9 @@ MAX_CATEGORIES = 50
 #: ``categories`` holds every value's count while a column has at most this many distinct values.
 MAX_TRACKED = 1000
 TOP = 20  # most frequent values listed in ``top``
+#: A text value longer than this is counted under :func:`value_key`: its start and a digest.
+MAX_VALUE_CHARS = 256
+KEPT_CHARS = 160  # of such a value's start
 HISTOGRAM_BINS = 20
 QUANTILES = ("0.01", "0.05", "0.25", "0.5", "0.75", "0.95", "0.99")
 SKETCH_K = 200  # the KLL sketch's k: rank error 1.33 % (a quantile), 1.65 % (a bin's share)
@@ -546,8 +552,10 @@ class _Strings(_Column):
         self.max_length = _upper(self.max_length, longest)
         self.total_length += pc.sum(lengths).as_py()
         counted = pc.value_counts(present)
-        self.frequencies.update(counted.field("values"),
-                                _numpy(counted.field("counts"), np.int64))
+        values = counted.field("values")
+        if longest > MAX_VALUE_CHARS:  # rare: long values only pay for the look at each value
+            values = pa.array([value_key(v) for v in values.to_pylist()], pa.string())
+        self.frequencies.update(values, _numpy(counted.field("counts"), np.int64))
 
     def result(self, rows: int) -> ColumnStatistics:
         top, categories, distinct, exact = self.frequencies.result(self.count)
@@ -557,6 +565,20 @@ class _Strings(_Column):
             top=top, categories=categories, min_length=self.min_length,
             mean_length=self.total_length / self.count if self.count else None,
             max_length=self.max_length)
+
+
+def value_key(value: str) -> str:
+    """How a text value is counted and stored: itself, or its start, length and digest.
+
+    Values longer than :data:`MAX_VALUE_CHARS` get the second form. A column of long texts
+    (documents, serialized payloads) with few distinct values would otherwise keep every one of
+    them whole in memory and in ``statistics.json``, which each version stores. The key of a
+    value is the same in every run, so new categories and drift are found as before.
+    """
+    if len(value) <= MAX_VALUE_CHARS:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{value[:KEPT_CHARS]}... ({len(value):,} characters, sha256 {digest})"
 
 
 def _lower(a: int | None, b: int) -> int:

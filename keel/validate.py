@@ -45,7 +45,13 @@ from keel.contracts import (
     ValidationResult,
     ValidationRules,
 )
-from keel.errors import DataValidationError, ParameterError, SchemaError, reports_errors
+from keel.errors import (
+    MAX_DETAILS,
+    DataValidationError,
+    ParameterError,
+    SchemaError,
+    reports_errors,
+)
 from keel.registry import Registry
 from keel.settings import DEFAULTS, SETTINGS, checked
 from keel.storage import open_store
@@ -571,16 +577,27 @@ def reference_note(production: Production | None, compared: bool) -> str:
     return f"compared with {production.note}"
 
 
-def require_columns(schema: TableSchema, named: dict[str, list[str]]) -> None:
-    """Every column a setting names is a column of the table (features or not)."""
+def require_columns(schema: TableSchema, named: dict[str, list[str]],
+                    also: Sequence[str] = ()) -> None:
+    """Every column a setting names is a column of the table (features or not), or of ``also``.
+
+    ``also`` are the reference's columns: a rule for a column that production had and this
+    table lacks is not a typo (its absence is an anomaly of its own). A name that is neither is
+    refused with the nearest names, so that a misspelt rule never silently checks nothing.
+    """
+    import difflib
+
     columns = [c.name for c in schema.columns]
+    known = set(columns) | set(also)
     for setting, wanted in named.items():
-        missing = [c for c in wanted if c not in columns]
+        missing = list(dict.fromkeys(c for c in wanted if c not in known))
         if missing:
-            shown = ", ".join(map(repr, columns[:20])) + (", ..." if len(columns) > 20 else "")
+            near = difflib.get_close_matches(missing[0], columns, n=1)
+            hint = f" (did you mean {shown(near[0])}?)" if near else ""
             raise SchemaError(
                 f"The {setting!r} parameter of {SETTINGS[setting].stage} must name columns of "
-                f"the table. Got {', '.join(map(repr, missing))}; the columns are {shown}.",
+                f"the table. Got {listing(missing, 80)}{hint}; the {len(columns)} columns are "
+                f"{listing(columns, 120)}.",
                 stage="validate")
 
 
@@ -636,6 +653,7 @@ def run(
         check_data,
         error_message,
         leakage_scores,
+        parse_severity_overrides,
         summary_lines,
         with_excluded,
     )
@@ -682,7 +700,11 @@ def run(
         excluded=[*excluded, *(c for c, rule in rules.columns.items() if rule.exclude)],
         categorical=[c for c, rule in rules.columns.items() if rule.type == "categorical"],
     )
-    require_columns(schema, named)
+    rule_columns = {"validation_rules": list(rules.columns),
+                    "severity": [c for c in parse_severity_overrides(severity)[1]]}
+    reference_columns = [c.name for c in production.schema.columns] if (
+        production is not None and production.schema is not None) else []
+    require_columns(schema, {**named, **rule_columns}, also=reference_columns)
     features = [c.name for c in schema.columns if c.role == "feature"]
     result = check_data(
         statistics, schema, reference=None if production is None else production.statistics,
@@ -707,6 +729,8 @@ def run(
             f.write(report_html(schema, statistics, result, reference, notes,
                                 title=model_name or target))
     if result.errors:
-        raise DataValidationError(error_message(result), details=summary_lines(result))
+        # the CLI prints each detail after two spaces
+        details = summary_lines(result, width=98, max_lines=MAX_DETAILS)
+        raise DataValidationError(error_message(result), details=details)
     frame.to_parquet(dataset_out, index=False, compression="zstd")
     return Validated(schema=schema, statistics=statistics, result=result, reference=reference)

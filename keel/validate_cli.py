@@ -12,16 +12,21 @@ is printed first, then the error line).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from keel.cli import debug_option, echo_json, say, setting_option
 from keel.settings import SETTINGS, default_model_name
+
+if TYPE_CHECKING:
+    from keel.contracts import ValidationResult
+    from keel.errors import DataValidationError
 
 #: The run settings ``keel validate`` takes, as ``keel run`` takes them.
 SETTING_NAMES = (
@@ -64,13 +69,9 @@ def validate_command(store: str, model_name: str, output: Path | None, as_json: 
                      debug: bool, **options: Any) -> None:
     """Ingest and validate a table alone; print the anomalies, drift and leakage found."""
     from keel.cli import check_writable_folder
-    from keel.contracts import ValidationResult
     from keel.data_checks import summary_lines
     from keel.errors import DataValidationError
-    from keel.ingest import ingest
     from keel.settings import check_settings
-    from keel.sources import SourceOptions
-    from keel.validate import run
 
     arguments = {}
     for name, value in options.items():
@@ -80,7 +81,40 @@ def validate_command(store: str, model_name: str, output: Path | None, as_json: 
     checked = check_settings(arguments)
     folder = output or default_output(arguments["source"])
     check_writable_folder(folder, "--output", "validate")
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        result, stopped, paths = _validate(folder, arguments, checked, store, model_name)
+    except BaseException:
+        if created:  # a refused table leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty: the reports of a stopped run stay
+        raise
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        verdict = (f"STOPPED: {len(result.errors)} blocking anomalies" if result.errors
+                   else "passed")
+        say(f"Data checks {verdict}, {len(result.warnings)} warnings")
+        say(f"  reference {result.reference_note}")
+        for line in summary_lines(result, width=98):  # printed after two spaces
+            say(f"  {line}")
+        say(f"  report    {paths['report_html']}")
+        say(f"  markdown  {paths['report']}")
+    if stopped is not None:  # its details are the lines above: the error line alone
+        raise DataValidationError(stopped.args[0]) from None
+
+
+def _validate(folder: Path, arguments: dict[str, Any], checked: dict[str, Any], store: str,
+              model_name: str) -> tuple[ValidationResult, DataValidationError | None,
+                                        dict[str, Path]]:
+    """Ingest and validate into ``folder``: (the checks, the error that stopped them, paths)."""
+    from keel.contracts import ValidationResult
+    from keel.errors import DataValidationError
+    from keel.ingest import ingest
+    from keel.sources import SourceOptions
+    from keel.validate import run
+
     paths = {name: folder / file for name, file in OUTPUT_FILES.items()}
     for path in paths.values():  # an earlier call's files must not pass for this one's
         path.unlink(missing_ok=True)
@@ -111,16 +145,4 @@ def validate_command(store: str, model_name: str, output: Path | None, as_json: 
     finally:
         snapshot.unlink(missing_ok=True)
         (folder / "valid.parquet").unlink(missing_ok=True)
-    if as_json:
-        echo_json(result.to_dict())
-    else:
-        verdict = (f"STOPPED: {len(result.errors)} blocking anomalies" if result.errors
-                   else "passed")
-        say(f"Data checks {verdict}, {len(result.warnings)} warnings")
-        say(f"  reference {result.reference_note}")
-        for line in summary_lines(result):
-            say(f"  {line}")
-        say(f"  report    {paths['report_html']}")
-        say(f"  markdown  {paths['report']}")
-    if stopped is not None:  # its details are the lines above: the error line alone
-        raise DataValidationError(stopped.args[0]) from None
+    return result, stopped, paths

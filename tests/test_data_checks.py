@@ -17,6 +17,7 @@ import pytest
 from datasketches import kll_doubles_sketch
 
 from keel.contracts import (
+    Anomaly,
     ColumnInfo,
     ColumnRule,
     ColumnStatistics,
@@ -273,7 +274,11 @@ def test_drift_scores_of_each_method(reference):
     # not comparable: a number against categories, unknown categories, an empty column
     assert drift_score(income[0], same, "psi") is None
     many = column_stats("region", pd.Series([str(i) for i in range(1500)]))
-    assert drift_score(many.model_copy(update={"categories": None}), same, "linf") is None
+    summarised = many.model_copy(update={"categories": None})  # past 1,000 values: top only
+    assert drift_score(summarised, same, "js") is None
+    largest = max(same.categories.values()) / same.count  # at most 1/1500 + 1/1001 in `many`
+    assert drift_score(summarised, same, "linf") == pytest.approx(
+        largest - 1 / 1500 - 1 / 1001)  # the least distance the top values prove
     empty = column_stats("income", pd.Series([np.nan, np.nan]))
     assert drift_score(income[0], empty, "psi") is None
 
@@ -528,7 +533,12 @@ def test_drifted_data_is_warned_by_default_and_each_column_is_named(reference):
                      "'region' new_category: 33.3% (1,667 of 5,000", "'region' drift: linf 0.3",
                      "'age' missing_column"):
         assert expected in text, text
-    assert all(line.startswith("warning ") and len(line) <= 100 for line in lines)
+    assert all(len(line) <= 100 for line in lines)
+    starts = [line for line in lines if not line.startswith(" ")]
+    assert len(starts) == len(result.warnings)  # one entry per anomaly, each whole
+    assert all(line.startswith("warning ") for line in starts)
+    assert all(line.startswith(" " * 8) and line[8] != " " for line in lines
+               if line not in starts)  # a long one goes on under its message
 
 
 def test_drifted_data_is_stopped_as_configured(reference):
@@ -666,3 +676,109 @@ def test_possible_target_leakage_is_reported_naming_the_column():
     assert error_message(stopped).startswith(
         "2 blocking data anomalies: 'status_code' target_leakage: possible target leakage, ")
     assert "'status_text' target_leakage: possible" in error_message(stopped)
+
+
+def _entries(lines: list[str]) -> list[str]:
+    """The summary's anomalies, each put back on one line (continuation lines are indented)."""
+    entries: list[str] = []
+    for line in lines:
+        if line.startswith(" ") and entries:
+            entries[-1] += " " + line.strip()
+        else:
+            entries.append(line)
+    return entries
+
+
+def test_the_summary_shows_every_number_of_a_long_line_wrapped_not_cut(reference):
+    """A 28-character column name made the missing-rate and leakage lines pass 100 characters:
+    they were cut to '... (threshold 10...' and '... (...', hiding the numbers."""
+    name = "od280/od315_of_diluted_wines"  # a column of load_wine
+    current = customers(seed=1).rename(columns={"income": name})
+    current.loc[current.index % 2 == 0, name] = np.nan
+    reference = reference.rename(columns={"income": name})
+    leak = LeakageScore(column=name, metric="balanced_accuracy", score=1.0)
+    result = check(current, reference, leakage=[leak])
+    lines = summary_lines(result)
+    assert all(len(line) <= 100 for line in lines), lines
+    entries = _entries(lines)
+    missing = next(e for e in entries if "missing_rate" in e)
+    assert missing == (f"warning '{name}' missing_rate: 50.0% missing, 0.0% in the reference "
+                       "(a rise of 50.0%; threshold 10.0%)")
+    leaked = next(e for e in entries if "leakage" in e)
+    assert leaked.endswith("possible target leakage, it alone scores balanced_accuracy 1.000 "
+                           "(threshold 0.980)")
+    assert not any("..." in line for line in lines)
+    for width in (60, 80):  # narrower terminals: the same words, only more lines
+        narrow = summary_lines(result, width=width)
+        assert all(len(line) <= width for line in narrow)
+        assert [" ".join(e.split()) for e in _entries(narrow)] == [
+            " ".join(e.split()) for e in entries]
+
+
+def test_the_summary_given_a_line_budget_keeps_whole_anomalies_and_counts_the_rest(reference):
+    many = ValidationResult(
+        reference_version=1, reference_rows=10, reference_note="", drift=[], leakage=[],
+        anomalies=[Anomaly(kind="missing_rate", column=f"column_number_{i:02}", severity="error",
+                           message=f"'column_number_{i:02}' missing_rate: 100.0% missing, 0.0% in "
+                                   "the reference (a rise of 100.0%; threshold 10.0%)")
+                   for i in range(30)])
+    lines = summary_lines(many, max_lines=40)
+    assert len(lines) == 39 and len(summary_lines(many)) == 60  # 19 whole, then the count
+    assert lines[-1] == "... and 11 more (the validation report lists them all)"
+    assert lines[-3].startswith("error   'column_number_18'") and lines[-2].endswith("10.0%)")
+    assert summary_lines(many, max_lines=60) == summary_lines(many)
+
+
+# -- categories past the statistics' exact counts ----------------------------------------------
+def real_stats(tmp_path, name: str, frame: pd.DataFrame) -> TableStatistics:
+    """keel.statistics' own statistics (past 1,000 distinct values: top values only)."""
+    from keel.statistics import compute_statistics
+
+    path = tmp_path / f"{name}.parquet"
+    frame.to_parquet(path, index=False)
+    return compute_statistics(str(path))
+
+
+def codes(seed: int, values: int, rows: int = 20_000, hot: float = 0.0) -> pd.DataFrame:
+    """A code column of ``values`` codes, ``hot`` of its rows one new code ('castle')."""
+    rng = np.random.default_rng(seed)
+    code = np.array([f"z{v}" for v in rng.integers(0, values, rows)], dtype=object)
+    if hot:
+        code[rng.random(rows) < hot] = "castle"
+    return pd.DataFrame({"code": code, "status": rng.choice(["yes", "no"], rows)})
+
+
+def test_a_category_column_past_1000_values_still_drifts_and_gets_new_values(tmp_path):
+    """With more than 1,000 distinct values statistics keep only the top values: drift and new
+    categories were then skipped silently, even with a third of the rows on one new value."""
+    def run(reference: pd.DataFrame, current: pd.DataFrame) -> ValidationResult:
+        return check_data(
+            real_stats(tmp_path, "now", current), schema_of(current),
+            reference=real_stats(tmp_path, "before", reference),
+            reference_schema=schema_of(reference), production_features=("code",),
+            reference_version=3, reference_note="", rules=ValidationRules())
+
+    wide = codes(0, 3000)
+    assert real_stats(tmp_path, "w", wide).columns[0].categories is None  # top values only
+    result = run(wide, codes(1, 3000, hot=0.3))
+    drift = only(result, "drift", "code")
+    assert 0.29 < drift.value < 0.31 and drift.message.startswith("'code' drift: linf 0.")
+    steady = run(wide, codes(1, 3000))  # a resample: no drift found
+    assert [d.score < 0.01 for d in steady.drift if d.column == "code"] == [True]
+    assert steady.anomalies == []
+
+    narrow = codes(0, 800)  # the reference counted each value; this run has 2,000+ values
+    flooded = codes(1, 800, hot=0.3)
+    flooded.loc[flooded.index % 5 == 1, "code"] = [f"new{i}" for i in range(4000)]
+    assert real_stats(tmp_path, "f", flooded).columns[0].categories is None
+    new = only(run(narrow, flooded), "new_category", "code")
+    assert new.message.startswith("'code' new_category: at least ")
+    assert "are new: 'castle' and 4,000 more (threshold 1.0%)" in new.message
+    truth = float((~flooded["code"].str.startswith("z")).mean())  # castle and the 4,000 codes
+    assert truth - 0.01 < new.value <= truth  # a lower bound, and a close one
+    js = check_data(  # Jensen-Shannon cannot be bounded from the top values: not computed
+        real_stats(tmp_path, "now", codes(1, 3000, hot=0.3)), schema_of(wide),
+        reference=real_stats(tmp_path, "before", wide), reference_schema=schema_of(wide),
+        production_features=(), reference_version=3, reference_note="",
+        rules=ValidationRules(categorical_drift="js"))
+    assert js.drift == []

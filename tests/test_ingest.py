@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 from datetime import date
 from pathlib import Path
 
@@ -393,6 +394,18 @@ def test_a_bad_value_is_echoed_short_with_its_column_name(tmp_path, monkeypatch)
     message = error_of(tmp_path, "t.csv", content)
     assert "In CSV column #1 ('age'): CSV conversion error to int64: invalid value 'yyy" in message
     assert "(200 characters, cut)" in message and len(message) < 300
+
+
+def test_a_read_that_fails_midway_leaves_no_snapshot_and_says_how_far_it_got(tmp_path,
+                                                                              monkeypatch):
+    """The snapshot written so far was left at the output path: a part of the table that a
+    later look (keel validate's --output folder, a rerun) could take for all of it."""
+    monkeypatch.setattr(sources_module, "CSV_BLOCK_BYTES", 256)  # several batches before the row
+    content = b"id,age\n" + b"1,2\n" * 500 + b"3,4,5\n"
+    message = error_of(tmp_path, "t.csv", content)
+    assert re.search(r"not readable as csv \(after row [1-9][0-9,]*\): ", message), message
+    assert "Expected 2 columns, got 3: '3,4,5'" in message
+    assert not (tmp_path / "snapshot.parquet").exists()
 
 
 @pytest.mark.parametrize(("name", "expected"), [

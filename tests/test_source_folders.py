@@ -172,18 +172,58 @@ def test_a_gzipped_parquet_file_in_a_folder_is_refused_by_name(tmp_path):
     ("a,c\n1,2\n", "missing 'b'; extra 'c'"),
     ("a\n1\n", "missing 'b'"),
     ("a,b,c\n1,2,3\n", "extra 'c'"),
-    ("b,a\n1,2\n", "the same columns in another order ('b', 'a')"),
+    ("a,c,b\n1,2,3\n", "extra 'c'"),
 ])
 def test_other_columns_in_a_later_file_name_the_file_and_the_difference(tmp_path, second, words):
     folder = write_files(tmp_path / "d", {"1.csv": "a,b\n1,2\n", "2.csv": second})
     with pytest.raises(SourceError) as caught:
         ingest(str(folder), str(tmp_path / "s.parquet"))
     assert str(caught.value) == (
-        f"[ingest] The source {str(folder)!r} is one table, but its file "
-        f"{str(folder / '2.csv')!r} has other columns than its first file "
-        f"{str(folder / '1.csv')!r}: {words}. Expected the same columns, in the same order, in "
+        f"[ingest] The source {str(folder)!r} is one table, but its file '2.csv' has other "
+        f"columns than its first file '1.csv': {words}. Expected the same columns, in the same "
+        "order, in every file."
+    )
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_columns_in_another_order_name_the_first_place_they_differ(tmp_path):
+    folder = write_files(tmp_path / "d", {"1.csv": "a,b\n1,2\n", "2.csv": "b,a\n1,2\n"})
+    with pytest.raises(SourceError) as caught:
+        ingest(str(folder), str(tmp_path / "s.parquet"))
+    assert str(caught.value) == (
+        f"[ingest] The source {str(folder)!r} is one table, but its file '2.csv' has the columns "
+        "of '1.csv' in another order: its column 1 is 'b', not 'a'. Expected the same order in "
         "every file."
     )
+
+
+def test_a_wide_file_in_another_column_order_says_where_the_order_first_differs(tmp_path):
+    """The message listed the file's first 8 names: on load_wine's 14 columns, with long names,
+    the error line was cut in the middle of that list and said nothing useful."""
+    from sklearn.datasets import load_wine
+
+    from keel.errors import error_line
+
+    frame = load_wine(as_frame=True).frame
+    long = "x" * 500  # a long name is cut, not the message
+    frame[long] = 1.0
+    columns = list(frame.columns)
+    swapped = columns[:5] + [columns[6], columns[5]] + columns[7:]
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    frame.iloc[:90].to_csv(folder / "part-1.csv", index=False)
+    frame.iloc[90:][swapped].to_csv(folder / "part-2.csv", index=False)
+    with pytest.raises(SourceError) as caught:
+        ingest(str(folder), str(tmp_path / "s.parquet"))
+    line = error_line(caught.value)
+    assert "characters cut" not in line, line
+    assert ("'part-2.csv' has the columns of 'part-1.csv' in another order: its column 6 is "
+            "'flavanoids', not 'total_phenols'.") in line
+    frame.iloc[90:].drop(columns=[long]).to_csv(folder / "part-2.csv", index=False)
+    with pytest.raises(SourceError) as caught:
+        ingest(str(folder), str(tmp_path / "s.parquet"))
+    message = str(caught.value).replace(str(folder), "FOLDER")  # tmp_path's length varies
+    assert "missing 'xxxxx [... 4" in message and len(message) < 300, message
     assert not (tmp_path / "s.parquet").exists()
 
 
@@ -374,4 +414,6 @@ def test_columns_that_differ_under_a_prefix_name_the_object(tmp_path, gcs_bucket
     upload(gcs_bucket, {"p/1.csv": b"a,b\n1,2\n", "p/2.csv": b"a,c\n1,2\n"})
     with pytest.raises(SourceError) as caught:
         ingest(f"gs://{gcs_bucket}/p/", str(tmp_path / "s.parquet"))
-    assert f"its file 'gs://{gcs_bucket}/p/2.csv' has other columns" in str(caught.value)
+    assert str(caught.value).startswith(  # the object's name inside the prefix the line names
+        f"[ingest] The source 'gs://{gcs_bucket}/p/' is one table, but its file '2.csv' has other "
+        "columns than its first file '1.csv'")

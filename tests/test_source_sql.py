@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 import socket
 import sqlite3
@@ -267,6 +268,28 @@ def test_an_error_while_rows_stream_says_how_far_the_read_got(db, tmp_path, monk
         read(db.url(), tmp_path, query="SELECT 1 / (g - 150) AS x FROM generate_series(1, 300) g")
     assert "failed after 100 rows" in str(caught.value)
     assert "division by zero" in str(caught.value)
+
+
+def test_a_numeric_beyond_a_double_is_infinite_as_in_the_csv_of_the_same_rows(db, tmp_path):
+    """psycopg's own float loader raised OverflowError past 1.8e308: an 'unexpected' crash."""
+    digits = "1" + "0" * 400
+    result, snapshot = read(
+        db.url(), tmp_path,
+        query=f"SELECT {digits}::numeric AS x, -{digits}::numeric AS y, 2.5::numeric AS z")
+    assert snapshot.to_pylist() == [{"x": math.inf, "y": -math.inf, "z": 2.5}]
+    assert result.data_version == csv_version(f"x,y,z\n{digits},-{digits},2.5\n", tmp_path)
+
+
+def test_a_value_the_driver_cannot_read_is_named_as_such_and_writes_nothing(db, tmp_path):
+    out = tmp_path / "never.parquet"
+    with pytest.raises(SourceError) as caught:
+        ingest(db.url(), str(out), options=SourceOptions(
+            query="SELECT 1 AS fine, 'infinity'::timestamp AS odd"))
+    message = str(caught.value)
+    assert "failed after 0 rows: a value cannot be read (" in message
+    assert "'infinity'" in message and "cast its column in the query" in message
+    assert "in the database at" not in message  # the database did not fail: the driver did
+    assert not out.exists()
 
 
 def test_a_long_query_is_shortened_in_the_message(db, tmp_path):

@@ -448,8 +448,10 @@ def test_read_errors_of_a_registered_source_are_source_errors(tmp_path, memory_s
     with pytest.raises(SourceError) as caught:
         ingest("mem://x", str(tmp_path / "m.parquet"))
     assert str(caught.value) == (
-        "[ingest] The source 'mem://x' is not readable as mem: connection reset in row 2"
+        "[ingest] The source 'mem://x' is not readable as mem (after row 1): connection reset in "
+        "row 2"
     )
+    assert not (tmp_path / "m.parquet").exists()  # the row written before is not left behind
 
 
 def test_nested_columns_are_refused_whatever_the_source(tmp_path, memory_scheme):

@@ -461,3 +461,38 @@ def test_the_histogram_of_few_values_is_numpys(tmp_path):
     assert column.histogram is not None
     assert column.histogram.edges == edges.tolist()
     assert column.histogram.counts == counts.tolist()
+
+
+def test_long_text_values_are_counted_under_a_short_key_that_finds_new_ones(tmp_path):
+    """Three 100,000-character values in 600 rows were kept whole in ``categories`` and ``top``:
+    600 KB of statistics.json for one column, and memory growing with the values' length."""
+    from keel.contracts import ColumnInfo, TableSchema, ValidationRules
+    from keel.data_checks import check_data
+
+    texts = [letter * 100_000 + str(i) for i, letter in enumerate("abc")]
+    before = write(tmp_path, {"doc": [texts[i % 3] for i in range(600)]}, "before.parquet")
+    after = write(tmp_path, {"doc": [texts[i % 3] if i % 2 else "d" * 100_000
+                                     for i in range(600)]}, "after.parquet")
+    reference, current = st.compute_statistics(before), st.compute_statistics(after)
+    doc = reference.columns[0]
+    assert len(doc.model_dump_json()) < 5000
+    assert doc.count == 600 and doc.distinct == 3 and doc.distinct_exact
+    assert doc.max_length == doc.min_length == 100_001  # lengths are of the values themselves
+    assert doc.categories is not None and sorted(doc.categories.values()) == [200, 200, 200]
+    key = st.value_key(texts[0])
+    assert doc.categories[key] == 200 and key.startswith("a" * st.KEPT_CHARS + "... (100,001 ")
+    assert st.value_key("short") == "short" and st.value_key(texts[1]) != key
+
+    def schema(rows: int) -> TableSchema:
+        return TableSchema(
+            target="y", task="regression", classes=None, rows_in=rows,
+            rows_dropped_missing_target=0, rows=rows, infinite_values={}, numeric_features=[],
+            categorical_features=[], excluded={}, schema_hash="0" * 64,
+            columns=[ColumnInfo(name="doc", dtype="object", kind="categorical", role="feature",
+                                missing=0, unique=3, reason="", stats={})])
+
+    result = check_data(current, schema(600), reference=reference, reference_schema=schema(600),
+                        production_features=(), reference_version=1, reference_note="",
+                        rules=ValidationRules())
+    new = [a for a in result.anomalies if a.kind == "new_category"]
+    assert len(new) == 1 and "50.0% (300 of 600 values) are new: 'ddd" in new[0].message

@@ -837,3 +837,30 @@ def test_listing_shows_a_handful_then_a_count():
     assert listing(["x" * 500], render=str) == "x" * 97 + "..."
     assert len(listing([f"value {i}" * 20 for i in range(10_000)])) <= 100
     assert listing([1, 2.5, True, None]) == "1, 2.5, True, None"
+
+
+@pytest.mark.parametrize(("setting", "arguments", "shown"), [
+    ("validation_rules", {"validation_rules": '{"columns": {"alcohool": {"min": 0}}}'},
+     "'alcohool' (did you mean 'alcohol'?)"),
+    ("severity", {"severity": ["hu:out_of_range=error"]}, "'hu' (did you mean 'hue'?)"),
+    ("exclude_columns", {"exclude_columns": ["nope"]}, "'nope'"),
+])
+def test_a_rule_for_a_column_the_table_lacks_is_refused_not_ignored(tmp_path, setting,
+                                                                     arguments, shown):
+    """A misspelt column in the rules file or a per-column --severity checked nothing, silently:
+    the expected range of 'alcohol' was never enforced."""
+    from sklearn.datasets import load_wine
+
+    frame = load_wine(as_frame=True).frame
+    snapshot = snapshot_of(tmp_path, frame)
+    out = [str(tmp_path / n) for n in ("valid.parquet", "schema.json", "report.md")]
+    with pytest.raises(SchemaError) as caught:
+        run(snapshot, "target", "auto", *out, **arguments)
+    message = assert_validate_message(caught.value)
+    assert f"The '{setting}' parameter of validate must name columns of the table. Got {shown}"\
+        in message
+    assert "the 14 columns are 'alcohol', 'malic_acid'" in message and len(message) < 300
+    assert not Path(out[0]).exists() and not Path(out[2]).exists()
+    good = {"validation_rules": '{"columns": {"alcohol": {"min": 0}}}'} if (
+        setting == "validation_rules") else {"severity": ["hue:out_of_range=error"]}
+    run(snapshot, "target", "auto", *out, **good)  # the right name passes
