@@ -60,6 +60,12 @@ PORT = 8080
 #: (``<name>-predictor-00001`` within 63 characters).
 MAX_NAME = 45
 NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+#: A namespace: a DNS-1123 label (at most 63 characters).
+NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+#: A ServiceAccount name: a DNS-1123 subdomain (at most 253 characters).
+SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+#: A GCS bucket name (3-63 characters per dot-separated part, 222 in all).
+GCS_BUCKET = re.compile(r"^[a-z0-9][-a-z0-9_.]{1,220}[a-z0-9]$")
 #: storageUri schemes KServe's storage initializer reads.
 STORAGE_SCHEMES = ("gs://", "s3://", "pvc://", "https://", "http://", "hdfs://", "webhdfs://",
                    "oci://", "hf://")
@@ -100,14 +106,68 @@ def isvc_name(model: str) -> str:
     return name
 
 
+def check_namespace(namespace: Any) -> str:
+    """``namespace`` if it can name a Kubernetes namespace (a DNS-1123 label), else why not."""
+    if not isinstance(namespace, str) or not NAMESPACE.fullmatch(namespace):
+        raise ParameterError(
+            "The 'namespace' parameter of deploy must be a Kubernetes namespace: at most 63 "
+            "lowercase letters, digits and '-', starting and ending with a letter or digit. "
+            f"Got {namespace!r}.", stage="deploy")
+    return namespace
+
+
+def check_options(*, namespace: str, service_account: str = SERVICE_ACCOUNT,
+                  image: str | None = None, serving_store: str | None = None) -> None:
+    """Refuse, before the store or the cluster is read, what Kubernetes or KServe would refuse."""
+    _check_settings(namespace, service_account)
+    if image is not None:
+        _check_image(image)
+    if serving_store is not None:
+        check_storage_uri(serving_store, "serving store")
+
+
+def _check_image(image: Any) -> None:
+    if not isinstance(image, str) or not image or any(c.isspace() or ord(c) < 32 for c in image):
+        raise ParameterError(f"The 'image' parameter of deploy must be an image reference "
+                             f"(registry/name:tag or @sha256:digest, no spaces). Got {image!r}.",
+                             stage="deploy")
+
+
+def _check_settings(namespace: str, service_account: str) -> None:
+    check_namespace(namespace)
+    if not isinstance(service_account, str) or not SUBDOMAIN.fullmatch(service_account):
+        raise ParameterError(
+            "The 'service_account' parameter of deploy must be a Kubernetes ServiceAccount name: "
+            "lowercase letters, digits, '-' and '.', at most 253 characters. Got "
+            f"{service_account!r}.", stage="deploy")
+
+
+def check_storage_uri(uri: str, what: str = "store") -> str:
+    """``uri`` if KServe's storage initializer can read it, else a ParameterError naming why."""
+    schemes = ", ".join(s.rstrip(":/") for s in STORAGE_SCHEMES)
+    if not uri.startswith(STORAGE_SCHEMES):
+        raise ParameterError(
+            f"KServe's storage initializer cannot read the {what} {uri!r}: a local folder "
+            "is not visible from the cluster. Deploy from a gs:// store, or name the store as the "
+            f"cluster sees it ({schemes}).", stage="deploy")
+    scheme, _, rest = uri.partition("://")
+    bucket = rest.split("/", 1)[0]
+    if not bucket or any(c.isspace() or ord(c) < 32 for c in uri):
+        raise ParameterError(
+            f"The {what} {uri!r} is not a URI KServe can read: it needs a "
+            f"{'bucket' if scheme in ('gs', 's3') else 'host or volume'} after {scheme}:// and "
+            "no spaces or control characters.", stage="deploy")
+    if scheme == "gs" and (not GCS_BUCKET.fullmatch(bucket) or ".." in bucket):
+        raise ParameterError(
+            f"The {what} {uri!r} names the bucket {bucket!r}, which is not a GCS bucket name "
+            "(3-222 lowercase letters, digits, '-', '_' and '.', starting and ending with a "
+            "letter or digit).", stage="deploy")
+    return uri
+
+
 def version_folder(store_uri: str, model: str, version: int) -> str:
     """The storageUri of a version: its folder in the store, which KServe downloads whole."""
-    if not store_uri.startswith(STORAGE_SCHEMES):
-        raise ParameterError(
-            f"KServe's storage initializer cannot read the store {store_uri!r}: a local folder "
-            "is not visible from the cluster. Deploy from a gs:// store, or name the store as the "
-            f"cluster sees it ({', '.join(s.rstrip(':/') for s in STORAGE_SCHEMES)}).",
-            stage="deploy")
+    check_storage_uri(store_uri)
     return f"{store_uri.rstrip('/')}/registry/{model}/versions/{version}"
 
 
@@ -141,8 +201,8 @@ def render_isvc(*, model: str, version: int, storage_uri: str, namespace: str,
         raise ParameterError("A RawDeployment cannot scale to zero: min_replicas must be at "
                              "least 1.", stage="deploy")
     name = isvc_name(model)
-    if not storage_uri.startswith(STORAGE_SCHEMES):
-        version_folder(storage_uri, model, version)  # raises, naming what KServe can read
+    _check_settings(namespace, service_account)
+    check_storage_uri(storage_uri, "storageUri")
     annotations = {MODEL_ANNOTATION: model, VERSION_ANNOTATION: str(version),
                    MODE_ANNOTATION: deployment_mode}
     if previous_version is not None:
@@ -179,6 +239,8 @@ def render_serving_runtime(image: str, *, namespace: str, name: str = RUNTIME,
     {{.Name}} --host 0.0.0.0 --port 8080``, which checks every file against the manifest's
     sha256 before loading, and serves the KServe V1 and V2 protocols.
     """
+    check_namespace(namespace)
+    _check_image(image)
     return {
         "apiVersion": RUNTIME_API,
         "kind": "ServingRuntime",
@@ -250,9 +312,10 @@ def _metadata_problem(doc: dict[str, Any]) -> str:
     name = metadata.get("name")
     if not isinstance(name, str) or len(name) > 63 or not NAME.fullmatch(name):
         return f"metadata.name: {name!r} is not a DNS-1035 label"
-    if not isinstance(metadata.get("namespace"), str) or not re.fullmatch(
-            r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", metadata["namespace"]):
-        return f"metadata.namespace: {metadata.get('namespace')!r} is not a namespace name"
+    if not isinstance(metadata.get("namespace"), str) or not NAMESPACE.fullmatch(
+            metadata["namespace"]):
+        return (f"metadata.namespace: {metadata.get('namespace')!r} is not a namespace name (a "
+                "DNS-1123 label of at most 63 characters)")
     for field in ("labels", "annotations"):
         values = metadata.get(field, {})
         if not isinstance(values, dict) or not all(
@@ -343,6 +406,9 @@ def plan(store_uri: str, model: str, version: int | str, *, namespace: str, imag
     from keel.registry import Registry
     from keel.storage import open_store
 
+    check_options(namespace=namespace, service_account=service_account, image=image,
+                  serving_store=serving_store)  # before the store is read
+    isvc_name(model)
     registry = Registry(open_store(store_uri), model)
     number = registry.resolve(version)
     check = registry.verify(number)  # an unknown version: an error listing those that exist
@@ -710,6 +776,10 @@ def deploy_stored(store: str, model: str, version: int, *, client: KubeClient,
     """
     from keel.smoke_test import endpoint_smoke_test, smoke_test
 
+    check_options(namespace=options.get("namespace", ""),
+                  service_account=options.get("service_account", SERVICE_ACCOUNT),
+                  image=options.get("image"), serving_store=options.get("serving_store"))
+    isvc_name(model)  # before the loopback smoke test: refusals cost nothing
     golden = golden or read_golden_rows(store, model, version)
     loopback = loopback or smoke_test(store, model, version, golden)
     served_as = isvc_name(model)

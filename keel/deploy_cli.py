@@ -60,10 +60,12 @@ def deploy_command(store: str, model_name: str | None, version: str, namespace: 
     With --dry-run, print the ServingRuntime and InferenceService it would apply.
     """
     from keel.cli import echo_json, say
-    from keel.deploy import DeployFailed, dry_run_manifests
+    from keel.deploy import DeployFailed, check_options, dry_run_manifests
     from keel.images import image as image_of
     from keel.models_cli import open_registry
 
+    check_options(namespace=namespace, service_account=service_account,
+                  image=image or image_of("serve"), serving_store=serving_store)
     registry = open_registry(store, model_name)
     number = registry.resolve(version)
     options: dict[str, Any] = {"namespace": namespace, "image": image or image_of("serve"),

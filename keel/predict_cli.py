@@ -10,6 +10,7 @@ so a failure or an interrupt leaves no output at all; an existing file is refuse
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
@@ -75,6 +76,13 @@ def check_output(output: str, overwrite: bool) -> Path:
     return path
 
 
+def _make_folder(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; the ones created, innermost first."""
+    missing = [f for f in (folder, *folder.parents) if not f.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
 def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
     """Move the finished file into place: atomically, never over a file that appeared meanwhile."""
     from keel.errors import ParameterError
@@ -118,8 +126,9 @@ def predict(store: str, model_name: str | None, version: int | None, output: str
     path = check_output(output, overwrite)
     registry = open_registry(store, model_name)
     number = resolve_version(registry, version)  # before the source is read: fail fast
-    path.parent.mkdir(parents=True, exist_ok=True)
+    made = _make_folder(path.parent)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    published = False
     try:
         with tempfile.TemporaryDirectory(prefix="keel-predict-") as folder:
             snapshot = str(Path(folder) / "snapshot.parquet")
@@ -132,8 +141,13 @@ def predict(store: str, model_name: str | None, version: int | None, output: str
             result = score(snapshot, store, registry.model, number, str(tmp),
                            data_version=ingested.data_version)
         _publish(tmp, path, overwrite)
+        published = True
     finally:
         tmp.unlink(missing_ok=True)
+        if not published:
+            for created in made:  # the folders this command made for --output, innermost first
+                with contextlib.suppress(OSError):  # not empty: someone else wrote there
+                    created.rmdir()
     result = result.model_copy(update={"output": str(path)})
     if as_json:
         echo_json(result.to_dict())

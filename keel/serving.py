@@ -25,8 +25,12 @@ Before it is served, the model file's sha256 is checked against the version's ma
 version is refused and the server never starts. Requests are checked against the version's schema
 and turned into the DataFrame the model was trained on (:func:`build_frame`, also what
 :func:`keel.smoke_test.golden_rows` computes its answers from): a missing column, or text in a
-numeric column, is a 400 naming the column; more than :data:`MAX_ROWS` rows a 413; anything
-unexpected a 500 with one line, never a traceback. Each request is logged as one line on stderr.
+numeric column, is a 400 naming the column; a V2 tensor whose ``shape`` or ``datatype`` contradicts
+its ``data`` is a 400; more than :data:`MAX_ROWS` rows or :data:`MAX_BODY` bytes a 413; a
+compressed body a 415; the wrong method a 405 (with ``Allow``). Bodies come with a
+``Content-Length`` or chunked. Every answer, http.server's own refusals included, is JSON;
+anything unexpected is a 500 with one line, never a traceback. Each request is logged as one
+line on stderr.
 """
 
 from __future__ import annotations
@@ -40,9 +44,11 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -56,6 +62,8 @@ from keel.errors import IntegrityError, KeelError, RegistryError, one_line
 
 MAX_ROWS = 10_000  # rows in one request; more is a 413
 MAX_BODY = 64 << 20  # bytes of one request body; more is a 413
+MAX_DEPTH = 64  # JSON nesting of one request body; deeper is a 400 (a row is at most 3 deep)
+INT64 = (-(1 << 63), (1 << 63) - 1)
 SCHEMA_FILE = "schema.json"
 SPEC_FILE = "feature_spec.json"
 MODEL_FILE = "model.joblib"
@@ -79,6 +87,14 @@ class NotFound(RequestError):
 
     def __init__(self, message: str):
         super().__init__(message, 404)
+
+
+class MethodNotAllowed(RequestError):
+    """A known path asked with the wrong HTTP method (405, with the ``Allow`` header)."""
+
+    def __init__(self, message: str, allow: str):
+        super().__init__(message, 405)
+        self.allow = allow
 
 
 # -- the model's columns ----------------------------------------------------------------------
@@ -138,12 +154,31 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _finite(value: Any) -> float | None:
+    """A JSON number as a finite float; None for anything else (text, infinity, 1e400 as an int)."""
+    if not _is_number(value):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float64's range
+        return None
+    return None if math.isinf(number) else number
+
+
+def _int64(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and INT64[0] <= value <= INT64[1]
+
+
 def _shown(value: Any) -> str:
+    if value is None:
+        return "null"
     text = repr(value) if isinstance(value, str | int | float | bool) else f"a {_json_type(value)}"
     return one_line(text, 60)
 
 
 def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
     if isinstance(value, dict):
         return "JSON object"
     if isinstance(value, list):
@@ -165,8 +200,8 @@ def _column_values(column: Column, values: Sequence[Any], where: Callable[[int],
             if value is None:
                 out[i] = np.nan
                 continue
-            number = float(value) if _is_number(value) else None
-            if number is None or math.isinf(number):
+            number = _finite(value)
+            if number is None:
                 raise RequestError(f"Column {column.name!r} must be {column.expects}; got "
                                    f"{_shown(value)} in {where(i)}.")
             out[i] = number
@@ -185,15 +220,16 @@ def _column_values(column: Column, values: Sequence[Any], where: Callable[[int],
             return np.array(values, dtype=bool)
         return np.array([None if _missing(v) else v for v in values], dtype=object)
     if family == "int":
-        ints = [int(v) if _is_number(v) and float(v).is_integer() else v for v in values]
-        if not gaps and all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
+        ints = [int(v) if isinstance(v, float) and v.is_integer() else v for v in values]
+        if not gaps and all(_int64(v) for v in ints):
             return np.array(ints, dtype=np.int64)
         return np.array([np.nan if _missing(v) else v for v in ints], dtype=object)
-    # float
-    if all(_missing(v) or _is_number(v) for v in values):
-        return np.array([np.nan if _missing(v) else float(v) for v in values], dtype=np.float64)
-    return np.array([np.nan if _missing(v) else float(v) if _is_number(v) else v
-                     for v in values], dtype=object)
+    # float: a number too large for float64 stays as it came (a category training never saw)
+    floats = [np.nan if _missing(v) else _finite(v) if _finite(v) is not None else v
+              for v in values]
+    if all(isinstance(v, float) for v in floats):
+        return np.array(floats, dtype=np.float64)
+    return np.array(floats, dtype=object)
 
 
 def build_frame(columns: Sequence[Column], data: Mapping[str, Sequence[Any]], rows: int,
@@ -413,6 +449,9 @@ def parse_v1(body: Any, served: ServedModel, max_rows: int = MAX_ROWS
     if not isinstance(body, dict):
         raise RequestError(f"The request body must be a JSON object; got {_shown(body)}.")
     field = "instances" if "instances" in body else "inputs" if "inputs" in body else None
+    if "instances" in body and "inputs" in body:
+        raise RequestError("The request has both 'instances' and 'inputs'; send the rows in "
+                           "one of them.")
     if field is None:
         raise RequestError("The request has no 'instances': send {\"instances\": [{column: "
                            "value, ...}, ...]}.")
@@ -442,14 +481,53 @@ def v1_answer(served: ServedModel, frame: pd.DataFrame, probabilities: bool) -> 
     return answer
 
 
+#: KServe V2 tensor datatypes, and what a JSON value of each must be (None: any scalar).
+_V2_TYPES: dict[str, tuple[str, Callable[[Any], bool]] | None] = {
+    "BOOL": ("true or false", lambda v: isinstance(v, bool)),
+    **{f"{sign}INT{bits}": ("integers", lambda v: isinstance(v, int) and not isinstance(v, bool))
+       for sign in ("", "U") for bits in (8, 16, 32, 64)},
+    **{f"FP{bits}": ("numbers", _is_number) for bits in (16, 32, 64)},
+    "BYTES": None,
+}
+
+
+def _scalars(data: list[Any]) -> Iterator[Any]:
+    """The values of a (possibly nested, row-major) tensor ``data`` list."""
+    for value in data:
+        if isinstance(value, list):
+            yield from _scalars(value)
+        else:
+            yield value
+
+
 def _tensor_values(tensor: dict[str, Any], label: str) -> tuple[list[Any], list[int] | None]:
+    """A tensor's ``data``, checked against its ``shape`` and ``datatype`` when it has them."""
     data = tensor.get("data")
     if not isinstance(data, list):
         raise RequestError(f"{label} has no 'data' list.")
     shape = tensor.get("shape")
     if shape is not None and (not isinstance(shape, list) or not all(
-            isinstance(n, int) and not isinstance(n, bool) for n in shape)):
-        raise RequestError(f"{label}: 'shape' must be a list of integers; got {_shown(shape)}.")
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
+        raise RequestError(f"{label}: 'shape' must be a list of sizes (integers, 0 or more); "
+                           f"got {_shown(shape)}.")
+    values = list(_scalars(data))
+    if shape is not None and math.prod(shape) != len(values):
+        raise RequestError(f"{label} has shape {shape}, which holds {math.prod(shape)} values, "
+                           f"but its 'data' has {len(values)}.")
+    datatype = tensor.get("datatype")
+    if datatype is None:
+        return data, shape
+    if not isinstance(datatype, str) or datatype not in _V2_TYPES:
+        raise RequestError(f"{label}: 'datatype' must be a KServe V2 datatype "
+                           f"({', '.join(_V2_TYPES)}); got {_shown(datatype)}.")
+    rule = _V2_TYPES[datatype]
+    if rule is not None:
+        what, fits = rule
+        for i, value in enumerate(values):
+            if value is not None and not fits(value):
+                raise RequestError(f"{label} has datatype {datatype}, which holds {what} (or "
+                                   f"null); got {_shown(value)} at data[{i}]. Use datatype "
+                                   "BYTES for text.")
     return data, shape
 
 
@@ -471,6 +549,9 @@ def parse_v2(body: Any, served: ServedModel, max_rows: int = MAX_ROWS
         own = tensor.get("parameters")
         if content_type is None and isinstance(own, dict):
             content_type = own.get("content_type")
+    if content_type is not None and not isinstance(content_type, str):
+        raise RequestError(f"The 'content_type' parameter must be text (\"pd\": one input per "
+                           f"column); got {_shown(content_type)}.")
     outputs = ["predict"]
     asked = body.get("outputs")
     if asked is not None:
@@ -480,14 +561,17 @@ def parse_v2(body: Any, served: ServedModel, max_rows: int = MAX_ROWS
         outputs = [o.get("name") for o in asked] or outputs
         unknown = [o for o in outputs if o not in ("predict", "predict_proba")]
         if unknown:
-            raise RequestError(f"Unknown output {_shown(unknown[0])}; outputs are 'predict' and "
-                               "'predict_proba'.")
+            shown = ("An output has no 'name'" if unknown[0] is None
+                     else f"Unknown output {_shown(unknown[0])}")
+            raise RequestError(f"{shown}; outputs are 'predict' and 'predict_proba'.")
+        outputs = list(dict.fromkeys(outputs))  # each once
     if _flag(parameters, "probabilities") and "predict_proba" not in outputs:
         outputs.append("predict_proba")
     first_shape = inputs[0].get("shape")
     matrix = (content_type != "pd" and len(inputs) == 1 and (
         isinstance(first_shape, list) and len(first_shape) == 2
-        or any(isinstance(v, list) for v in inputs[0].get("data") or [])))
+        or isinstance(inputs[0].get("data"), list)
+        and any(isinstance(v, list) for v in inputs[0]["data"])))
     if matrix:
         data, shape = _tensor_values(inputs[0], "inputs[0]")
         rows: list[Any] = data
@@ -504,7 +588,10 @@ def parse_v2(body: Any, served: ServedModel, max_rows: int = MAX_ROWS
         name = tensor.get("name")
         if not isinstance(name, str):
             raise RequestError(f"inputs[{index}] has no 'name' (the column it holds).")
-        data, _shape = _tensor_values(tensor, f"Input {name!r}")
+        if name in columns:
+            raise RequestError(f"Two inputs are named {one_line(repr(name), 80)}; send each "
+                               "column once.")
+        data, _shape = _tensor_values(tensor, f"Input {one_line(repr(name), 80)}")
         if data and all(isinstance(v, list) and len(v) == 1 for v in data):
             data = [v[0] for v in data]  # shape [n, 1]
         columns[name] = data
@@ -567,6 +654,7 @@ def metadata(served: ServedModel) -> dict[str, Any]:
 _V1_MODEL = re.compile(r"^/v1/models/([^/:]+)$")
 _V1_PREDICT = re.compile(r"^/v1/models/([^/:]+):predict$")
 _V2_MODEL = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?$")
+_GET_PATHS = ("/", "/v2/health/live", "/v2/health/ready", "/v2", "/v1/models")
 
 
 class ModelServer(ThreadingHTTPServer):
@@ -574,6 +662,9 @@ class ModelServer(ThreadingHTTPServer):
 
     daemon_threads = True  # a shutdown never waits on an idle keep-alive connection
     allow_reuse_address = True
+    #: connections the kernel queues before the server accepts them (socketserver's default, 5,
+    #: resets clients as soon as a few more than that connect at once)
+    request_queue_size = 128
 
     def __init__(self, served: ServedModel, host: str = "127.0.0.1", port: int = 0, *,
                  max_rows: int = MAX_ROWS, log: IO[str] | None = sys.stderr):
@@ -622,6 +713,9 @@ class ModelServer(ThreadingHTTPServer):
             if match[3] == "/ready":
                 return {"name": served.name, "ready": True}
             return metadata(served)
+        if _V1_PREDICT.match(path) or ((match := _V2_MODEL.match(path)) and match[3] == "/infer"):
+            raise MethodNotAllowed(f"{one_line(path, 120)} answers POST only (a JSON body of "
+                                   "rows), not GET.", "POST")
         raise NotFound(f"No GET route {one_line(path, 120)}.")
 
     def answer_post(self, path: str, body: bytes) -> tuple[dict[str, Any], int]:
@@ -635,6 +729,10 @@ class ModelServer(ThreadingHTTPServer):
             request = _json(body)
             v2_frame, outputs = parse_v2(request, served, self.max_rows)
             return v2_answer(served, v2_frame, outputs, request.get("id")), len(v2_frame)
+        if path in _GET_PATHS or _V1_MODEL.match(path) or _V2_MODEL.match(path):
+            raise MethodNotAllowed(f"{one_line(path, 120)} answers GET only; predictions are "
+                                   f"POST /v1/models/{self.served.name}:predict or "
+                                   f"/v2/models/{self.served.name}/infer.", "GET")
         raise NotFound(f"No POST route {one_line(path, 120)}; predictions are POST "
                        f"/v1/models/{self.served.name}:predict or "
                        f"/v2/models/{self.served.name}/infer.")
@@ -645,6 +743,9 @@ def _json(body: bytes) -> Any:
         return json.loads(body)
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
         raise RequestError(f"The request body is not JSON: {one_line(str(exc), 120)}.") from None
+    except RecursionError:
+        raise RequestError("The request body is JSON nested too deeply; a request is an object "
+                           "of rows (or tensors) of values.") from None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -663,36 +764,122 @@ class _Handler(BaseHTTPRequestHandler):
         """V1 predict and V2 infer."""
         self._handle(lambda server: server.answer_post(self._path(), self._body()))
 
+    def _not_allowed(self) -> None:
+        def refuse(server: ModelServer) -> tuple[dict[str, Any], int]:
+            self.close_connection = True  # a body, if any, is not read
+            raise MethodNotAllowed(f"{one_line(self.command, 20)} is not served; use GET for "
+                                   "health and metadata, POST for predictions.", "GET, POST")
+        self._handle(refuse)
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _not_allowed  # noqa: N815
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None
+                   ) -> None:
+        """http.server's own refusals (a bad request line, a URL too long...) as JSON, logged."""
+        server = self.server
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "the request was refused"
+        text = one_line(f"HTTP {code} {phrase}: {message or explain or phrase}.", 300)
+        payload = json.dumps({"error": text}).encode()
+        if isinstance(server, ModelServer):  # command and path are unset for a bad request line
+            server.log_line(one_line(f"{getattr(self, 'command', '') or '-'} "
+                                     f"{getattr(self, 'path', '') or '-'} {code} rows=0", 300))
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.send_response(code, message)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if getattr(self, "command", "") != "HEAD" and code >= 200 and code not in (204, 304):
+                self.wfile.write(payload)
+
     def _path(self) -> str:
-        return self.path.split("?", 1)[0]
+        return urllib.parse.unquote(self.path.split("?", 1)[0])
 
     def _body(self) -> bytes:
+        encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
+        if encoding != "identity":
+            self.close_connection = True
+            raise RequestError(f"Content-Encoding {_shown(encoding)} is not accepted; send the "
+                               "JSON body uncompressed.", 415)
+        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
         length = self.headers.get("Content-Length")
+        if chunked:
+            return self._chunked()
         if length is None:
             self.close_connection = True
-            raise RequestError("The request has no Content-Length; send the JSON body with one.",
-                               411)
+            raise RequestError("The request has no Content-Length; send the JSON body with one "
+                               "(or chunked).", 411)
         try:
             size = int(length)
+            if size < 0:
+                raise ValueError(size)
         except ValueError:
             self.close_connection = True
-            raise RequestError(f"Content-Length {_shown(length)} is not a number.") from None
+            raise RequestError(f"Content-Length {_shown(length)} is not a number of bytes."
+                               ) from None
         if size > MAX_BODY:
             self.close_connection = True  # the body is not read: the connection cannot be reused
             raise RequestError(f"The request body has {size} bytes; at most {MAX_BODY} are "
                                "accepted. Split it into smaller requests.", 413)
-        return self.rfile.read(size)
+        return self._read(size)
+
+    def _read(self, size: int) -> bytes:
+        try:
+            data = self.rfile.read(size)
+        except TimeoutError:
+            self.close_connection = True
+            raise RequestError(f"The request body did not arrive: no byte for {self.timeout} s "
+                               f"of the {size} announced.", 408) from None
+        if len(data) < size:
+            self.close_connection = True
+            raise RequestError(f"The request body ended after {len(data)} of the {size} bytes "
+                               "announced.")
+        return data
+
+    def _chunked(self) -> bytes:
+        """A ``Transfer-Encoding: chunked`` body, at most :data:`MAX_BODY` bytes."""
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1026)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+                if size < 0:
+                    raise ValueError(size)
+            except ValueError:
+                self.close_connection = True
+                raise RequestError(f"The chunked request body has a bad chunk size line "
+                                   f"{_shown(line.decode('latin-1'))}.") from None
+            if size == 0:
+                while self.rfile.readline(1026) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+            total += size
+            if total > MAX_BODY:
+                self.close_connection = True
+                raise RequestError(f"The chunked request body exceeds {MAX_BODY} bytes. Split "
+                                   "it into smaller requests.", 413)
+            parts.append(self._read(size))
+            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                self.close_connection = True
+                raise RequestError("The chunked request body has a chunk not followed by CRLF.")
 
     def _handle(self, answer: Callable[[ModelServer], tuple[dict[str, Any], int]]) -> None:
         server = self.server
         assert isinstance(server, ModelServer)
         started = time.perf_counter()
         rows = 0
+        allow = ""
         try:
             doc, rows = answer(server)
             status = 200
         except RequestError as exc:
             status, doc = exc.status, {"error": str(exc.args[0])}
+            allow = getattr(exc, "allow", "")
         except Exception as exc:  # a bug, or a model that fails on these rows: one line, no trace
             status = 500
             doc = {"error": one_line(f"Internal error: {type(exc).__name__}: {exc}", 300)}
@@ -709,10 +896,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
+            if allow:
+                self.send_header("Allow", allow)
             if self.close_connection:
                 self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(payload)
+            if self.command != "HEAD":
+                self.wfile.write(payload)
 
 
 def make_server(served: ServedModel, host: str = "127.0.0.1", port: int = 0, *,

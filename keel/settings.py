@@ -288,6 +288,12 @@ def _deploy_namespace(setting: Setting, value: Any, values: Mapping[str, Any]) -
             r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value)):
         raise setting.fail("a Kubernetes namespace (lowercase letters, digits and '-', at most "
                            "63), or empty for no deployment", value)
+    if value and isinstance(values.get("model_name"), str):
+        # refused before any stage, not at deploy after training: the model's name must also
+        # name its InferenceService
+        from keel.deploy import isvc_name
+
+        isvc_name(values["model_name"])
     return value
 
 

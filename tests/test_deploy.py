@@ -384,3 +384,51 @@ def test_keel_deploy_json_dry_run(store):
     assert result.exit_code == 0, result.output
     docs = json.loads(result.output.splitlines()[-1])["manifests"]
     assert docs[1]["metadata"]["annotations"][VERSION_ANNOTATION] == "2"
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--namespace", "a" * 64, ["'namespace'", "at most 63", "a" * 64]),
+    ("--namespace", "Models", ["'namespace'", "'Models'"]),
+    ("--namespace", "team_a", ["'namespace'", "'team_a'"]),
+    ("--service-account", "Keel_Serving", ["'service_account'", "'Keel_Serving'"]),
+    ("--image", "my image:1", ["'image'", "'my image:1'"]),
+    ("--serving-store", "gs://", ["serving store 'gs://'", "bucket"]),
+    ("--serving-store", "gs://Bad Bucket/keel", ["serving store", "no spaces"]),
+    ("--serving-store", "gs://UPPER/keel", ["bucket 'UPPER'", "GCS bucket name"]),
+    ("--serving-store", "s3://b/my keel", ["serving store", "no spaces"]),
+])
+def test_keel_deploy_refuses_names_kubernetes_or_kserve_would_not_take(store, fake, option,
+                                                                      value, words):
+    # These used to print (or apply) manifests the API server or KServe's storage initializer
+    # refuses: a 64-character namespace, a ServiceAccount with '_', a bucket with a space.
+    from keel.deploy_cli import deploy_command
+
+    args = {"--namespace": NS, "--serving-store": SERVING_STORE, "--image": IMAGE,
+            option: value}
+    for dry_run in (["--dry-run"], ["--kubeconfig", str(kubeconfig_of(fake, store.parent))]):
+        result = CliRunner().invoke(deploy_command, [
+            "--store", str(store), "--model", "credit", "--version", "2", *dry_run,
+            *[part for pair in args.items() for part in pair]])
+        assert result.exit_code != 0 and isinstance(result.exception, ParameterError), (
+            result.output, result.exception)
+        message = str(result.exception)
+        assert message.startswith("[deploy]") and all(w in message for w in words), message
+    assert fake.requests == []  # refused before the cluster was contacted
+
+
+def kubeconfig_of(fake: FakeKube, folder: Path) -> Path:
+    path = folder / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": fake.url}}],
+        "users": [{"name": "me", "user": {"token": "t0ken"}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me"}}]}))
+    return path
+
+
+def test_render_isvc_checks_its_namespace_and_storage_uri():
+    with pytest.raises(ParameterError, match="'namespace'.*'Models'"):
+        render_isvc(model="credit", version=1, storage_uri=folder(1), namespace="Models")
+    with pytest.raises(ParameterError, match="storageUri 'gs:///registry"):
+        render_isvc(model="credit", version=1, storage_uri="gs:///registry/credit/versions/1",
+                    namespace=NS)

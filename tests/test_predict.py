@@ -345,6 +345,20 @@ def test_keel_predict_missing_feature_is_one_line_and_writes_nothing(store, tmp_
     assert sorted(os.listdir(tmp_path)) == ["new.csv"]  # no output, no temporary file
 
 
+@pytest.mark.parametrize("source", ["new.csv", "absent.csv"])
+def test_a_failed_predict_leaves_no_folder_it_made_for_the_output(store, tmp_path, source):
+    # The folders of --output were created before the source was read, and stayed behind
+    # (empty) when reading or scoring failed.
+    scoring_table().drop(columns=["city"]).to_csv(tmp_path / "new.csv", index=False)
+    (tmp_path / "kept").mkdir()
+    for out in (tmp_path / "runs" / "2024" / "out.parquet", tmp_path / "kept" / "out.parquet"):
+        ran = keel_predict("--store", store, "--model", CLASSIFIER, "--source",
+                           str(tmp_path / source), "--output", str(out))
+        assert ran.exit_code == 1 and "keel: error:" in ran.stderr, ran.output
+    assert sorted(os.listdir(tmp_path)) == ["kept", "new.csv"]  # an existing folder stays
+    assert os.listdir(tmp_path / "kept") == []
+
+
 def test_keel_predict_refuses_a_damaged_model(store, tmp_path):
     copy = tmp_path / "store"
     shutil.copytree(store, copy)

@@ -253,13 +253,178 @@ def test_a_bad_request_is_a_4xx_naming_the_problem(server, path, body, status, w
     assert post(url.replace("/churn", "/other"), {"instances": [GOOD]}).status_code == 404
 
 
+V2_GOOD = [{"name": n, "shape": [1], "datatype": "BYTES", "data": [v]} for n, v in GOOD.items()]
+
+
+@pytest.mark.parametrize("path, body, status, words", [
+    # values no float64 holds, and JSON too deep for the parser: 400s, not 500s
+    (":predict", '{"instances": [{"age": 1%s, "visits": 3, "city": "oslo", "member": true}]}'
+     % ("0" * 400), 400, ["'age'", "a number or null", "instances[0]"]),
+    (":predict", {"instances": [{**GOOD, "visits": -(10 ** 400)}]}, 400, ["'visits'"]),
+    (":predict", "[" * 100_000 + "]" * 100_000, 400, ["nested too deeply"]),
+    (":predict", {"instances": [GOOD], "inputs": [GOOD]}, 400, ["both 'instances' and 'inputs'"]),
+    (":predict", {"instances": [None]}, 400, ["instances[0] is null"]),
+    # V2 tensors whose shape, datatype or name contradicts their data
+    ("/infer", {"inputs": [{**t, "shape": [3]} for t in V2_GOOD]}, 400,
+     ["Input 'age' has shape [3]", "3 values", "'data' has 1"]),
+    ("/infer", {"inputs": [{**t, "datatype": "FLOAT"} for t in V2_GOOD]}, 400,
+     ["'datatype' must be a KServe V2 datatype", "'FLOAT'"]),
+    ("/infer", {"inputs": [{**t, "datatype": "BOOL"} for t in V2_GOOD]}, 400,
+     ["Input 'age' has datatype BOOL", "got 40 at data[0]"]),
+    ("/infer", {"inputs": [{**t, "datatype": "INT64"} for t in V2_GOOD if t["name"] == "city"]
+     + V2_GOOD, "parameters": {"content_type": "pd"}}, 400, ["datatype INT64", "'oslo'"]),
+    ("/infer", {"inputs": [*V2_GOOD, V2_GOOD[0]]}, 400, ["Two inputs are named 'age'"]),
+    ("/infer", {"inputs": V2_GOOD, "parameters": {"content_type": ["pd"]}}, 400,
+     ["'content_type'", "a list"]),
+    ("/infer", {"inputs": V2_GOOD, "outputs": [{}]}, 400, ["An output has no 'name'"]),
+    ("/infer", {"inputs": [{"name": "x", "datatype": "FP64", "data": 5}]}, 400,
+     ["no 'data' list"]),
+    ("/infer", {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "BYTES",
+                            "data": [[40, 3, "oslo", True], 5]}]}, 400, ["shape [2, 4]"]),
+])
+def test_more_bad_requests_are_4xx_naming_the_problem(server, path, body, status, words):
+    test_a_bad_request_is_a_4xx_naming_the_problem(server, path, body, status, words)
+    assert requests.get(f"{server.url}/v2/health/ready", timeout=10).status_code == 200
+
+
+def test_v2_datatypes_that_describe_the_data_are_served(server, classifier):
+    # The README's example: each column with the datatype of its values, nulls allowed.
+    inputs = [{"name": "age", "shape": [2], "datatype": "FP64", "data": [40, None]},
+              {"name": "visits", "shape": [2, 1], "datatype": "INT64", "data": [[3], [None]]},
+              {"name": "city", "shape": [2], "datatype": "BYTES", "data": ["oslo", None]},
+              {"name": "member", "shape": [2], "datatype": "BOOL", "data": [True, None]}]
+    answer = post(f"{server.url}/v2/models/churn/infer",
+                  {"inputs": inputs, "parameters": {"content_type": "pd"}})
+    assert answer.status_code == 200, answer.text
+    rows = [{"age": 40, "visits": 3, "city": "oslo", "member": True},
+            {"age": None, "visits": None, "city": None, "member": None}]
+    assert answer.json()["outputs"][0]["data"] == classifier.predict(
+        records_frame(classifier.columns, rows))
+
+
+def raw_request(url: str, head: bytes, body: bytes = b"", timeout: float = 10) -> bytes:
+    """One request written by hand on a new connection; everything the server answers."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        sock.sendall(head + b"\r\n\r\n" + body)
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def test_http_level_mistakes_are_json_4xx_and_the_server_stays_up(server):
+    predict = b"POST /v1/models/churn:predict HTTP/1.1\r\nHost: x\r\n"
+    body = json.dumps({"instances": [GOOD]}).encode()
+    # A negative Content-Length, a compressed body, and http.server's own refusals (a URL too
+    # long, an unknown method) are one JSON line with a 4xx, never a 500 or an HTML page.
+    answers = {
+        "negative length": raw_request(server.url, predict + b"Content-Length: -5", b"{}"),
+        "gzip": raw_request(server.url, predict + b"Content-Encoding: gzip\r\n"
+                            + f"Content-Length: {len(body)}".encode(), body),
+        "long url": raw_request(server.url, b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x"),
+        "header too long": raw_request(server.url, b"GET / HTTP/1.1\r\nX-Big: " + b"b" * 70_000),
+    }
+    expected = {"negative length": (b"400", b"Content-Length '-5'"),
+                "gzip": (b"415", b"Content-Encoding 'gzip' is not accepted"),
+                "long url": (b"414", b"URI Too Long"),
+                "header too long": (b"431", b"Line too long")}
+    for name, answer in answers.items():
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        status, words = expected[name]
+        assert head.split(b" ")[1] == status, (name, answer[:300])
+        assert b"application/json" in head and words in json.loads(payload)["error"].encode(), (
+            name, payload)
+    for method in ("PUT", "DELETE", "PATCH", "OPTIONS"):
+        answer = requests.request(method, f"{server.url}/v1/models/churn:predict", timeout=10)
+        assert answer.status_code == 405 and answer.headers["Allow"] == "GET, POST"
+        assert method in answer.json()["error"]
+    got = requests.get(f"{server.url}/v1/models/churn:predict", timeout=10)
+    assert got.status_code == 405 and got.headers["Allow"] == "POST" and "POST" in got.json()[
+        "error"]
+    assert requests.get(f"{server.url}/v2/health/ready", timeout=10).json() == {"ready": True}
+
+
+def test_a_chunked_body_is_read_like_one_with_a_length(server):
+    body = json.dumps({"instances": [GOOD, GOOD]}).encode()
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 7]), body[i:i + 7])
+                      for i in range(0, len(body), 7)) + b"0\r\n\r\n"
+    answer = raw_request(server.url, b"POST /v1/models/churn:predict HTTP/1.1\r\nHost: x\r\n"
+                         b"Transfer-Encoding: chunked\r\nConnection: close", chunks)
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert len(json.loads(payload)["predictions"]) == 2
+    # requests sends a generator body chunked
+    streamed = requests.post(f"{server.url}/v1/models/churn:predict",
+                             data=(body[i:i + 5] for i in range(0, len(body), 5)), timeout=10)
+    assert streamed.status_code == 200 and len(streamed.json()["predictions"]) == 2
+    bad = raw_request(server.url, b"POST /v1/models/churn:predict HTTP/1.1\r\nHost: x\r\n"
+                      b"Transfer-Encoding: chunked", b"zz\r\n{}\r\n0\r\n\r\n")
+    assert bad.split(b" ")[1] == b"400" and b"chunk size" in bad
+
+
+def test_a_body_shorter_than_its_length_is_a_408_not_a_500(classifier, monkeypatch):
+    from keel.serving import _Handler
+
+    monkeypatch.setattr(_Handler, "timeout", 0.5)
+    log = io.StringIO()
+    with serving(classifier, log=log) as running:
+        import socket
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(running.url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+            sock.sendall(b"POST /v1/models/churn:predict HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Length: 100\r\n\r\n{}")  # 98 bytes never come
+            answer = b""
+            while chunk := sock.recv(65536):  # headers and body may come apart: read to close
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
+    assert b"did not arrive" in answer and "408 rows=0" in log.getvalue()
+
+
+def test_a_percent_encoded_model_name_is_the_same_route(server):
+    body = json.dumps({"instances": [GOOD]}).encode()  # by hand: requests would decode %63
+    answer = raw_request(server.url, b"POST /v1/models/%63hurn:predict HTTP/1.1\r\nHost: x\r\n"
+                         b"Connection: close\r\nContent-Length: " + str(len(body)).encode(), body)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+
+
+def test_many_clients_connecting_at_once_are_queued_not_reset(classifier):
+    # socketserver listens with a backlog of 5: clients beyond that were dropped or reset while
+    # the server was busy (seen with 16 concurrent clients). Connect 64 before it accepts any.
+    import socket
+
+    from keel.serving import make_server
+
+    server = make_server(classifier, log=None)
+    host, port = server.server_address[:2]
+    sockets = []
+    try:
+        for _ in range(64):
+            sock = socket.socket()
+            sock.settimeout(0.5)
+            sock.connect((host, port))  # times out when the kernel's queue is full
+            sockets.append(sock)
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.server_close()
+    assert len(sockets) == 64
+
+
 def test_unknown_models_and_routes_are_404s_naming_the_served_model(server):
     answer = post(f"{server.url}/v1/models/credit:predict", {"instances": [GOOD]})
     assert answer.status_code == 404
     assert "'credit'" in answer.json()["error"] and "'churn' version 1" in answer.json()["error"]
     assert requests.get(f"{server.url}/v2/models/churn/versions/9", timeout=10).status_code == 404
     assert requests.get(f"{server.url}/nowhere", timeout=10).status_code == 404
-    assert post(f"{server.url}/v1/models/churn", {}).status_code == 404
+    wrong_method = post(f"{server.url}/v1/models/churn", {})  # a GET route: 405, not 404
+    assert wrong_method.status_code == 405 and wrong_method.headers["Allow"] == "GET"
 
 
 def test_an_unexpected_failure_is_a_500_of_one_line(classifier):

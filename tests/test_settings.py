@@ -173,6 +173,10 @@ BAD = {
     "negative slice drop": ({"thresholds": {"roc_auc": {"max_slice_drop": -0.1}},
                              "slices": ["Home"]}, "evaluate", ["0 or more"]),
     "slices not a list": ({"slices": "Home"}, "evaluate", ["'slices'", "list"]),
+    "deploying a model KServe cannot name": ({"model_name": "9credit", "deploy_namespace": "ml"},
+                                             "deploy", ["'9credit'", "InferenceService"]),
+    "deploying a model name too long": ({"model_name": "c" * 46, "deploy_namespace": "ml"},
+                                        "deploy", ["at most 45"]),
 }
 
 
@@ -186,6 +190,10 @@ def test_bad_settings_are_refused_with_the_stage_the_setting_and_what_arrived(ca
     for word in words:
         assert word in message, message
     assert len(message) < 600  # one readable line, however big the input
+
+
+def test_a_model_name_kserve_cannot_take_is_fine_without_deployment():
+    assert check_settings({**GOOD, "model_name": "9credit"})["model_name"] == "9credit"
 
 
 def test_the_stages_check_with_the_same_code():
