@@ -1,9 +1,11 @@
-"""Benchmark: time and peak memory of keel.statistics.compute_statistics as rows grow.
+"""Benchmark: time and peak memory of ingest and statistics as rows grow.
 
 Writes seeded, credit-shaped Parquet tables (10 numeric columns, some with missing values, and 4
 categorical ones; zstd, one row group per 65,536 rows like an ingest snapshot) of each size into
 a temporary folder, then, each in a fresh process, measures:
 
+- ``ingest``: ``keel.ingest.ingest`` of the table as a Parquet source into a snapshot (the data
+  version included);
 - ``statistics``: ``compute_statistics(path)``;
 - ``floor``: a plain pyarrow scan of the same batches computing count, min, max and mean per
   column, the least a one-pass statistics can cost;
@@ -11,7 +13,7 @@ a temporary folder, then, each in a fresh process, measures:
 and reports wall and CPU time (best of ``--repeat``) and the process's peak resident memory
 (VmHWM),
 with the resident memory after imports (``base``) for reference. Peak memory should stay about
-the same when the rows grow tenfold: statistics stream record batches.
+the same when the rows grow tenfold: ingest and statistics stream record batches.
 
     .venv/bin/python benchmarks/statistics_memory.py                 # 200k, 1M and 2M rows
     .venv/bin/python benchmarks/statistics_memory.py --rows 100000 1000000 --repeat 1
@@ -104,6 +106,7 @@ def vm(field):
 path, mode = sys.argv[1], sys.argv[2]
 import numpy as np, pyarrow as pa, pyarrow.compute as pc, pyarrow.parquet as pq
 import keel.statistics as statistics
+from keel.ingest import ingest
 
 def floor(path):
     file = pq.ParquetFile(path, pre_buffer=False)
@@ -125,7 +128,12 @@ def cpu():
 
 base = vm("VmRSS")
 start, start_cpu = time.perf_counter(), cpu()
-result = statistics.compute_statistics(path) if mode == "statistics" else floor(path)
+if mode == "ingest":
+    result = ingest(path, sys.argv[3])
+elif mode == "statistics":
+    result = statistics.compute_statistics(path)
+else:
+    result = floor(path)
 seconds, cpu_seconds = time.perf_counter() - start, cpu() - start_cpu
 print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss": vm("VmHWM"),
                   "base_rss": base}))
@@ -133,8 +141,9 @@ print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss": vm
 
 
 def measure(path: Path, mode: str) -> dict[str, float]:
-    """Run ``mode`` (statistics or floor) on ``path`` in a fresh process: its numbers."""
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path), mode], check=True,
+    """Run ``mode`` (ingest, statistics or floor) on ``path`` in a fresh process: its numbers."""
+    snapshot = path.with_name("snapshot.parquet")
+    out = subprocess.run([sys.executable, "-c", CHILD, str(path), mode, str(snapshot)], check=True,
                          capture_output=True, text=True)
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -154,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         for rows in args.rows:
             path = Path(folder) / f"credit-{rows}.parquet"
             write_table(path, rows, args.seed)
-            for mode in ("statistics", "floor"):
+            for mode in ("ingest", "statistics", "floor"):
                 runs = [measure(path, mode) for _ in range(args.repeat)]
                 records.append({
                     "rows": rows, "columns": 14, "mode": mode,
@@ -173,13 +182,15 @@ def main(argv: list[str] | None = None) -> None:
               f"{r['cpu_seconds']:.3f} | {r['peak_rss_mb']} | {r['base_rss_mb']} |"
               for r in records]
     lines.append(f"\nBest of {args.repeat} runs for times, largest peak; {os.cpu_count()} CPUs.")
-    peaks = {r["rows"]: r["peak_rss_mb"] for r in records if r["mode"] == "statistics"}
-    smallest, largest = min(peaks), max(peaks)
-    ratio = peaks[largest] / peaks[smallest]
-    if largest > smallest:
-        lines.append(f"Peak memory of statistics at {largest / smallest:g}x the rows: "
-                     f"{ratio:.2f}x ({peaks[smallest]} MiB at {smallest:,} rows, "
-                     f"{peaks[largest]} MiB at {largest:,}).")
+    ratios = {}
+    for mode in ("ingest", "statistics"):
+        peaks = {r["rows"]: r["peak_rss_mb"] for r in records if r["mode"] == mode}
+        smallest, largest = min(peaks), max(peaks)
+        ratios[mode] = round(peaks[largest] / peaks[smallest], 3)
+        if largest > smallest:
+            lines.append(f"Peak memory of {mode} at {largest / smallest:g}x the rows: "
+                         f"{ratios[mode]:.2f}x ({peaks[smallest]} MiB at {smallest:,} rows, "
+                         f"{peaks[largest]} MiB at {largest:,}).")
     print("\n".join(lines))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({
@@ -189,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
         "date": time.strftime("%Y-%m-%d"),
         "repeat": args.repeat,
         "results": records,
-        "peak_ratio": {"rows": f"{largest} / {smallest}", "statistics": round(ratio, 3)},
+        "peak_ratio": {"rows": f"{max(args.rows)} / {min(args.rows)}", **ratios},
     }, indent=2) + "\n")
 
 

@@ -630,6 +630,7 @@ class FeatureImportance(Contract):
     feature: str
     mean: float
     std: float = Field(ge=0)
+    shuffles: int = Field(default=5, ge=1)  # 1: ranked by the screening of a wide table only
 
 
 class EvaluationReport(Document):
@@ -645,6 +646,8 @@ class EvaluationReport(Document):
     curves: dict[str, Curve] = Field(default_factory=dict)
     importance: list[FeatureImportance] = Field(default_factory=list)  # largest first
     importance_rows: int = Field(default=0, ge=0)
+    #: rows of the one-shuffle ranking of every feature of a wide table; 0: no screening
+    importance_screen_rows: int = Field(default=0, ge=0)
 
 
 # -- publish ----------------------------------------------------------------------------------

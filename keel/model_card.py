@@ -339,6 +339,19 @@ def confusion_svg(labels: Sequence[str], matrix: Sequence[Sequence[int]] | None)
     return svg_figure(width, height, "Confusion matrix", parts)
 
 
+def _importance_note(report: EvaluationReport) -> str:
+    """How the bars were measured: shuffles and rows, and the screening of a wide table."""
+    refined = [i for i in report.importance if i.shuffles > 1]
+    shuffles = max((i.shuffles for i in refined), default=1)
+    note = f"mean \u00b1 std over {shuffles} shuffles, on {report.importance_rows} test rows"
+    if report.importance_screen_rows:
+        note += (f"; the {len(report.importance)} features were first ranked by one shuffle of "
+                 f"{report.importance_screen_rows} rows, and the top {len(refined)} measured")
+    if len(report.importance) > MAX_FEATURES:
+        note += f"; the top {MAX_FEATURES} of {len(report.importance)} shown"
+    return note
+
+
 def importance_svg(items: Sequence[FeatureImportance], metric: str = "") -> str:
     """Permutation importance as horizontal bars (mean drop of ``metric``) with +-std whiskers."""
     shown = list(items[:MAX_FEATURES])
@@ -508,10 +521,7 @@ def plots_of(lineage: Lineage, report: EvaluationReport) -> list[Plot]:
         ("residuals", "Residuals", "test rows (a sample): actual minus predicted against predicted",
          residuals_svg(report.curves.get("residuals"))),
         ("importance", "Permutation feature importance",
-         f"mean \u00b1 std over shuffles, on {report.importance_rows} test rows"
-         + (f"; the top {MAX_FEATURES} of {len(report.importance)}"
-            if len(report.importance) > MAX_FEATURES else ""),
-         importance_svg(report.importance, report.primary_metric)),
+         _importance_note(report), importance_svg(report.importance, report.primary_metric)),
     ]
     # Markup: every text inside was escaped with html.escape when the SVG was built.
     return [Plot(id=key, caption=caption, note=note, svg=Markup(svg))

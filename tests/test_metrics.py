@@ -13,7 +13,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, label_binarize
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, label_binarize
 
 from keel import metrics as km
 from keel.contracts import EvaluationReport, FeatureSpec, SliceMetrics
@@ -576,3 +576,75 @@ def test_evaluation_report_of_a_regression_model():
     # rmse is an error: shuffling the signal increases it, reported as a positive importance
     assert report.importance[0].feature == "signal" and report.importance[0].mean > 1.0
     assert report.importance_rows == 300
+
+
+class CountingPasses(LogisticRegression):
+    """A real classifier that counts the passes over rows, to bound the cost of importance."""
+
+    passes = 0
+
+    def predict_proba(self, x):
+        type(self).passes += 1
+        return super().predict_proba(x)
+
+
+def wide_classifier(features=60, n=900, seed=4):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(n, features)),
+                         columns=[f"x{i:02d}" for i in range(features)])
+    frame["kind"] = pd.Categorical(rng.choice(["a", "b", "c"], n))
+    frame["target"] = np.where(2 * frame.x00 - frame.x01 + 0.3 * rng.normal(size=n) > 0,
+                               "yes", "no")
+    numeric = [c for c in frame.columns if c.startswith("x")]
+    spec = FeatureSpec(target="target", task="classification", numeric=numeric,
+                       categorical=["kind"], encoding="onehot")
+    model = Pipeline([("features", ColumnTransformer(
+        [("n", "passthrough", numeric), ("c", OneHotEncoder(), ["kind"])])),
+        ("model", CountingPasses(max_iter=500))]).fit(frame[spec.features], frame.target)
+    return model, frame, spec
+
+
+def test_a_wide_table_ranks_every_feature_by_one_shuffle_and_measures_the_top_ones():
+    model, frame, spec = wide_classifier()
+    p = predict(model, frame, spec)
+    CountingPasses.passes = 0
+    report = evaluation_report(model, frame, spec, p, "roc_auc", seed=0, max_rows=800)
+    check_contract(report)
+    features = len(spec.features)  # 61
+    # one pass per feature to rank them, five per refined feature, and one base pass each
+    assert CountingPasses.passes == features + km.IMPORTANCE_REFINED * 5 + 2
+    assert report.importance_rows == 800
+    assert report.importance_screen_rows == min(800, km.IMPORTANCE_SCREEN_CELLS // features)
+    assert sorted(i.feature for i in report.importance) == sorted(spec.features)
+    shuffles = [i.shuffles for i in report.importance]
+    assert shuffles == [5] * km.IMPORTANCE_REFINED + [1] * (features - km.IMPORTANCE_REFINED)
+    assert [i.feature for i in report.importance[:2]] == ["x00", "x01"]
+    refined = [i.mean for i in report.importance[:km.IMPORTANCE_REFINED]]
+    assert refined == sorted(refined, reverse=True) and refined[0] > 0.1
+    assert all(i.std == 0.0 for i in report.importance[km.IMPORTANCE_REFINED:])
+    assert report == evaluation_report(model, frame, spec, p, "roc_auc", seed=0, max_rows=800)
+
+
+def test_a_narrow_table_gets_every_shuffle_for_every_feature():
+    model, frame, spec = wide_classifier(features=km.IMPORTANCE_REFINED - 1)
+    p = predict(model, frame, spec)
+    CountingPasses.passes = 0
+    report = evaluation_report(model, frame, spec, p, "roc_auc", seed=0, max_rows=400)
+    assert CountingPasses.passes == len(spec.features) * 5 + 1
+    assert report.importance_screen_rows == 0
+    assert {i.shuffles for i in report.importance} == {5}
+
+
+def test_shuffling_keeps_each_column_s_dtype():
+    kinds = []
+
+    def encode(x):
+        kinds.append(x["kind"].dtype)
+        return pd.get_dummies(x, dtype=float)
+
+    model, frame, spec = wide_classifier(features=3)
+    piped = Pipeline([("encode", FunctionTransformer(encode)),
+                      ("model", LogisticRegression(max_iter=500))])
+    piped.fit(frame[spec.features], frame.target)
+    evaluation_report(piped, frame, spec, predict(piped, frame, spec), "roc_auc", seed=0)
+    assert len(kinds) > 20 and all(isinstance(k, pd.CategoricalDtype) for k in kinds)
