@@ -72,6 +72,7 @@ def validate_command(store: str, model_name: str, output: Path | None, as_json: 
     from keel.data_checks import summary_lines
     from keel.errors import DataValidationError
     from keel.settings import check_settings
+    from keel.validation_report import plural
 
     arguments = {}
     for name, value in options.items():
@@ -93,9 +94,9 @@ def validate_command(store: str, model_name: str, output: Path | None, as_json: 
     if as_json:
         echo_json(result.to_dict())
     else:
-        verdict = (f"STOPPED: {len(result.errors)} blocking anomalies" if result.errors
-                   else "passed")
-        say(f"Data checks {verdict}, {len(result.warnings)} warnings")
+        blocking = plural(len(result.errors), "blocking anomaly", "blocking anomalies")
+        verdict = f"STOPPED: {blocking}" if result.errors else "passed"
+        say(f"Data checks {verdict}, {plural(len(result.warnings), 'warning')}")
         say(f"  reference {result.reference_note}")
         for line in summary_lines(result, width=98):  # printed after two spaces
             say(f"  {line}")

@@ -168,8 +168,9 @@ def status_of(result: ValidationResult) -> Status:
     return "warnings" if result.warnings else "passed"
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
+def plural(n: int, word: str, many: str = "") -> str:
+    """``1 warning``, ``2 warnings``; ``many`` is the plural when it is not ``word`` + s."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
 
 
 def status_line(result: ValidationResult) -> str:
@@ -178,9 +179,9 @@ def status_line(result: ValidationResult) -> str:
     ignored = sum(a.severity == "ignore" for a in result.anomalies)
     tail = f" ({ignored:,} ignored)" if ignored else ""
     if errors:
-        return f"failed: {_plural(errors, 'error')}, {_plural(warnings, 'warning')}{tail}"
+        return f"failed: {plural(errors, 'error')}, {plural(warnings, 'warning')}{tail}"
     if warnings:
-        return f"passed with {_plural(warnings, 'warning')}{tail}"
+        return f"passed with {plural(warnings, 'warning')}{tail}"
     return f"passed: no anomaly{tail}"
 
 
@@ -228,7 +229,7 @@ def drift_ratio(drift: Drift) -> float:
 def drift_line(drift: Sequence[Drift]) -> str:
     """``2 of 5 columns drifted beyond their threshold``."""
     drifted = sum(d.drifted for d in drift)
-    return f"{drifted:,} of {_plural(len(drift), 'column')} drifted beyond their threshold"
+    return f"{drifted:,} of {plural(len(drift), 'column')} drifted beyond their threshold"
 
 
 def worst_drift(result: ValidationResult) -> list[Drift]:

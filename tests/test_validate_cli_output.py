@@ -34,6 +34,7 @@ def test_a_leaking_column_with_a_long_name_is_printed_with_its_score_and_thresho
     result = keel("validate", "--source", str(source), "--target", "target", "--output",
                   str(tmp_path / "out"), work_dir=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Data checks passed, 1 warning\n"), result.stdout
     lines = [line for line in result.stdout.splitlines()  # the checks' lines (not the paths)
              if not line.startswith(("  report ", "  markdown ", "  reference "))]
     assert all(len(line) <= 100 for line in lines), lines
@@ -68,3 +69,15 @@ def test_a_refused_table_leaves_no_output_folder_and_no_snapshot(wine, tmp_path,
     result = keel("validate", "--source", str(source), "--target", target, "--output",
                   str(given), work_dir=tmp_path)
     assert result.returncode == 1 and given.is_dir() and list(given.iterdir()) == []
+
+
+def test_a_stopped_check_counts_its_anomalies_in_words(wine, tmp_path):
+    source = wine  # alcohol is 11-15: every value is below the rule's minimum, made an error
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("columns:\n  alcohol: {min: 20}\n")
+    result = keel("validate", "--source", str(source), "--target", "target",
+                  "--validation-rules", str(rules), "--severity", "out_of_range=error",
+                  "--output", str(tmp_path / "out"), work_dir=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.startswith("Data checks STOPPED: 1 blocking anomaly, 0 warnings\n"), (
+        result.stdout + result.stderr)
