@@ -282,7 +282,9 @@ def print_summary(summary: RunSummary) -> None:
         from keel.data_checks import summary_lines
 
         checks = summary.validation
-        say(f"  checks    {len(checks.warnings)} warnings; {checks.reference_note}")
+        warnings = len(checks.warnings)
+        say(f"  checks    {warnings} warning{'' if warnings == 1 else 's'}; "
+            f"{checks.reference_note}")
         for line in summary_lines(checks, width=88):
             say(f"            {line}")
     for line in metric_lines("metrics", "", summary.metrics):

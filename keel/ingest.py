@@ -11,6 +11,14 @@ form, so that what differs between formats does not reach the snapshot or the da
   databases hold): a CSV with fractional seconds (read as nanoseconds) and the same rows from
   PostgreSQL get one data version. A value with sub-microsecond digits is refused, never
   silently cut. A time of day (CSV: seconds, databases: microseconds) is stored in microseconds.
+- **decimals** (Parquet ``decimal128``, as pandas and Spark write ``Decimal`` values) are stored
+  as float64, each value the double nearest its digits: what a CSV reader makes of the same
+  digits, and what the SQL source reads ``numeric`` as.
+- **a column with no value** in any row is stored with the null type: a CSV or JSON reader has
+  no other type to give it, while Parquet, a database or an API's declared type (an ``integer``
+  column that is NULL throughout) would otherwise hash the same missing values differently. It
+  is found only once every row is read: the snapshot is then read again and rewritten, which
+  happens only for such tables.
 
 The data version is a sha256 over the canonical rows (column names, then a value hash per row,
 in order), so the same rows give the same version whatever their source, format, encoding,
@@ -45,7 +53,12 @@ MAX_DETAIL_CHARS = 240  # a reader's message longer than this is cut
 
 # -- the canonical form -----------------------------------------------------------------------
 def canonical_type(arrow_type: pa.DataType) -> pa.DataType:
-    """The type a column is stored as: dates and timestamps become us timestamps, times us."""
+    """The type a column is stored as: us timestamps for dates and timestamps, float64 for decimals.
+
+    Times of day are stored in microseconds.
+    """
+    if pa.types.is_decimal(arrow_type):
+        return pa.float64()
     if pa.types.is_date(arrow_type):
         return pa.timestamp(TIMESTAMP_UNIT)
     if pa.types.is_timestamp(arrow_type):
@@ -86,6 +99,8 @@ def canonical_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     columns = []
     for column, field in zip(batch.columns, schema, strict=True):
         column = _missing_as_null(column)
+        if pa.types.is_decimal(column.type) and pa.types.is_floating(field.type):
+            column = sources.decimal_to_float(column)
         columns.append(column if column.type == field.type else column.cast(field.type))
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
@@ -116,6 +131,34 @@ def _row_hashes(batch: pa.RecordBatch) -> bytes:
     frame = batch.to_pandas(types_mapper=stable_dtype)
     hashes: bytes = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
     return hashes
+
+
+def _store_without_values(path: str, header: Any, empty: set[int]) -> Any:
+    """Rewrite the snapshot at ``path`` with columns ``empty`` (no value in any row) as null.
+
+    Reads the snapshot one row group at a time, so memory stays flat; returns the digest of the
+    rewritten rows, continued from ``header`` (the digest of the column names).
+    """
+    snapshot = pq.ParquetFile(path)
+    schema = pa.schema([field.with_type(pa.null()) if i in empty else field
+                        for i, field in enumerate(snapshot.schema_arrow)],
+                       metadata=snapshot.schema_arrow.metadata)
+    digest = header.copy()
+    rewritten = f"{path}.rewrite"
+    try:
+        with pq.ParquetWriter(rewritten, schema, compression=SNAPSHOT_COMPRESSION) as writer:
+            for batch in snapshot.iter_batches(batch_size=sources.BATCH_ROWS):
+                columns = [pa.nulls(batch.num_rows) if i in empty else column
+                           for i, column in enumerate(batch.columns)]
+                batch = pa.RecordBatch.from_arrays(columns, schema=schema)
+                writer.write_batch(batch)
+                digest.update(_row_hashes(batch))
+        snapshot.close()
+        os.replace(rewritten, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(rewritten)
+    return digest
 
 
 # -- messages ---------------------------------------------------------------------------------
@@ -209,6 +252,8 @@ def ingest(
             _check_flat(source, table.schema, table.format)
             schema = canonical_schema(table.schema)
             digest.update("\x1f".join(schema.names).encode() + b"\x1e")
+            empty = {i for i, field in enumerate(schema) if not pa.types.is_null(field.type)}
+            header = digest.copy()  # the column names alone: where a second pass starts
             with pq.ParquetWriter(output_path, schema, compression=SNAPSHOT_COMPRESSION) as writer:
                 for batch in table.batches:
                     if batch.num_rows:
@@ -216,6 +261,9 @@ def ingest(
                         writer.write_batch(batch)
                         digest.update(_row_hashes(batch))
                         rows += batch.num_rows
+                        empty -= {i for i in empty if batch.column(i).null_count < batch.num_rows}
+            if rows and empty:
+                digest = _store_without_values(output_path, header, empty)
     except BaseException as exc:
         # a failed read leaves no snapshot: a partial one must never pass for the table
         with contextlib.suppress(OSError):

@@ -55,8 +55,10 @@ from keel.sources import (
     Source,
     SourceRows,
     SourceScheme,
+    as_json_timestamps,
     common_type,
     conform,
+    json_timestamp_schema,
     register,
     value_kind,
 )
@@ -352,9 +354,17 @@ class HttpSource(Source):
         import pyarrow.json as pjson
 
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in page.records).encode()
+        read_options = pjson.ReadOptions(block_size=len(lines) + 1)
         try:
-            table = pjson.read_json(io.BytesIO(lines),
-                                    read_options=pjson.ReadOptions(block_size=len(lines) + 1))
+            table = pjson.read_json(io.BytesIO(lines), read_options=read_options)
+            if any(pa.types.is_timestamp(t) for t in table.schema.types):
+                # pyarrow types text with whole seconds as a timestamp with no zone, dropping an
+                # offset: read it as text, typed below as a CSV reader types it (offsets: UTC),
+                # so that pages with and without fractional seconds meet
+                as_text = pa.schema([f.with_type(pa.string()) if pa.types.is_timestamp(f.type)
+                                     else f for f in table.schema])
+                table = pjson.read_json(io.BytesIO(lines), read_options=read_options,
+                                        parse_options=pjson.ParseOptions(explicit_schema=as_text))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             detail = str(exc).splitlines()[0]
             raise SourceError(
@@ -365,7 +375,14 @@ class HttpSource(Source):
                 f"The source {self.uri!r} has only empty records (no key) on {page.where}; "
                 "expected records with at least one key."
             )
-        return list(table.combine_chunks().to_batches())
+        batches = table.combine_chunks().to_batches()
+        if not batches:
+            return []
+        # typed as a JSON Lines file is: ISO 8601 text with fractional seconds or a zone offset
+        # as timestamps, like a CSV reader does
+        # (one batch: the whole page, whose every value the schema was decided on)
+        schema = json_timestamp_schema(batches[0])
+        return [as_json_timestamps(batch, schema) for batch in batches]
 
     # -- HTTP ---------------------------------------------------------------------------------
     def _get(self, session: requests.Session, url: str, number: int) -> requests.Response:
@@ -425,11 +442,13 @@ class HttpSource(Source):
         )
 
     def _json(self, response: requests.Response, where: str) -> Any:
-        """The page's body as JSON; NaN is read as null (Python writes it), Infinity refused."""
+        """The page's body as JSON; NaN is read as null and +/-Infinity as infinite floats.
+
+        Python's json module writes them; a JSON Lines file holding the same rows is read so by
+        pyarrow, and a CSV's ``inf`` is infinite too: one data version for the three.
+        """
         def constant(name: str) -> Any:
-            if name == "NaN":
-                return None
-            raise ValueError(f"{name} is not a JSON value")
+            return None if name == "NaN" else float(name)
 
         try:
             return json.loads(response.content, parse_constant=constant)

@@ -105,7 +105,76 @@ def _read_jsonl(
         native = stream if isinstance(stream, pa.NativeFile) else pa.PythonFile(stream, mode="r")
         stream = pa.transcoding_input_stream(native, encoding, "utf-8")
     reader = pjson.open_json(stream, read_options=pjson.ReadOptions(block_size=CSV_BLOCK_BYTES))
-    return reader.schema, (_checked_utf8(reader) if utf8 else iter(reader))
+    batches = _checked_utf8(reader) if utf8 else iter(reader)
+    first = next(batches, None)  # the block the reader inferred its types from, read already
+    if first is None:
+        return reader.schema, iter(())
+    schema = json_timestamp_schema(first)
+    return schema, (as_json_timestamps(batch, schema) for batch in _chained(first, batches))
+
+
+def _chained(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    yield first
+    yield from rest
+
+
+def _timestamp_of_text(column: pa.Array) -> pa.DataType | None:
+    """The timestamp type a CSV reader infers for text ``column``, or None if it infers none.
+
+    pyarrow's JSON reader types text as a timestamp only when every value has whole seconds and
+    it drops a zone offset; its CSV reader reads ISO 8601 text with fractional seconds as
+    nanosecond timestamps, and text whose every value has a zone offset (``Z``, ``+01:00``) as
+    UTC timestamps. Text mixing values with and without an offset stays text, as in CSV.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = pc.drop_null(pc.if_else(pc.equal(column, ""), None, column))  # "" is missing
+    if not len(values):
+        return None
+    for candidate in (pa.timestamp("s"), pa.timestamp("ns"), pa.timestamp("s", tz="UTC"),
+                      pa.timestamp("ns", tz="UTC")):
+        try:
+            values.cast(candidate)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        return candidate
+    return None
+
+
+def json_timestamp_schema(batch: pa.RecordBatch) -> pa.Schema:
+    """``batch``'s schema, its text columns holding only ISO 8601 timestamps typed as CSV would.
+
+    So the same timestamps (JavaScript's ``2024-01-31T10:15:00.000Z``, Python's
+    ``isoformat()`` with microseconds) are timestamps in JSON Lines and JSON APIs as in CSV,
+    Parquet and databases, with the same data version.
+    """
+    import pyarrow as pa
+
+    fields = []
+    for column, field_ in zip(batch.columns, batch.schema, strict=True):
+        found = _timestamp_of_text(column) if _is_text_type(field_.type) else None
+        fields.append(field_ if found is None else field_.with_type(found))
+    return pa.schema(fields, metadata=batch.schema.metadata)
+
+
+def as_json_timestamps(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with the text columns :func:`json_timestamp_schema` typed as timestamps cast.
+
+    A value that is no timestamp in such a column is an error (ArrowInvalid), as in a CSV
+    column typed from its first block.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if batch.schema.equals(schema):
+        return batch
+    columns = []
+    for column, field_ in zip(batch.columns, schema, strict=True):
+        if column.type != field_.type:
+            column = pc.if_else(pc.equal(column, ""), None, column).cast(field_.type)
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 def _checked_utf8(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -467,8 +536,10 @@ def common_type(first: pa.DataType, other: pa.DataType) -> pa.DataType | None:
     Used where one table comes in parts (files of a folder, pages of an API), each typed on its
     own: a column null in one part takes the other's type; integers of any width and floats
     meet as float64 (integers of one signedness as the wider one); dates and timestamps meet as
-    a timestamp in the finer unit (ingest stores both as timestamps anyway); dictionary-encoded
-    text meets plain text as text. Numbers, text, booleans and dates never mix.
+    a timestamp in the finer unit (ingest stores both as timestamps anyway), timestamps in two
+    zones as UTC (the same instants), times of day as the finer time; dictionary-encoded text
+    meets plain text as text. Numbers, text, booleans and dates never mix, nor do timestamps
+    with and without a zone.
     """
     import pyarrow as pa
 
@@ -512,18 +583,40 @@ _UNITS = ("s", "ms", "us", "ns")
 
 
 def _common_time(first: pa.DataType, other: pa.DataType) -> pa.DataType | None:
-    """Two dates: date64; a date or timestamp with a timestamp: the finer timestamp (same zone)."""
+    """The type two dates, times of day or timestamps meet as; None if they cannot meet.
+
+    Two dates: date64; two times of day: the finer; a date or timestamp with a timestamp: the
+    finer timestamp, in their zone, or in UTC for two zones (never a zone with no zone).
+    """
     import pyarrow as pa
 
     t = pa.types
+    if t.is_time(first) and t.is_time(other):  # a CSV's time32[s], Parquet's time64[us]
+        unit = max(first.unit, other.unit, key=_UNITS.index)
+        return pa.time32(unit) if unit in ("s", "ms") else pa.time64(unit)
     stamps = [x for x in (first, other) if t.is_timestamp(x)]
     if not stamps:
         return pa.date64() if t.is_date(first) and t.is_date(other) else None
-    if len({x.tz for x in stamps}) > 1 or not all(t.is_date(x) or t.is_timestamp(x)
-                                                 for x in (first, other)):
+    if not all(t.is_date(x) or t.is_timestamp(x) for x in (first, other)):
         return None
+    zones = {x.tz for x in stamps}
+    if len(zones) > 1 and None in zones:
+        return None  # a time with a zone and one without: not comparable
+    # two zones (a CSV's UTC offsets, a Parquet file's Europe/Berlin): the same instants in UTC
+    zone = stamps[0].tz if len(zones) == 1 else "UTC"
     units = [x.unit for x in stamps] + ["ms" for x in (first, other) if t.is_date64(x)]
-    return pa.timestamp(max(units, key=_UNITS.index), tz=stamps[0].tz)
+    return pa.timestamp(max(units, key=_UNITS.index), tz=zone)
+
+
+def decimal_to_float(column: pa.Array) -> pa.Array:
+    """A decimal column as float64, each value the double nearest its digits.
+
+    Through its text, as a CSV reader parses the same digits (and as the SQL source reads
+    ``numeric``): pyarrow's own decimal-to-float cast can be one unit in the last place off.
+    """
+    import pyarrow as pa
+
+    return column.cast(pa.string()).cast(pa.float64())
 
 
 def value_kind(arrow_type: pa.DataType) -> str:
@@ -561,6 +654,8 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     for column, field in zip(batch.columns, schema, strict=True):
         if column.type != field.type:
             to_float = pa.types.is_integer(column.type) and pa.types.is_floating(field.type)
+            if pa.types.is_decimal(column.type) and pa.types.is_floating(field.type):
+                column = decimal_to_float(column)
             column = column.cast(field.type, safe=not to_float)
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, schema=schema)

@@ -105,6 +105,8 @@ def test_the_same_drift_only_warns_when_configured_and_the_summary_names_it(prod
     assert human.returncode == 0, human.stderr
     assert re.search(r"'Income'.*\d", human.stdout) and re.search(r"'Home'.*\d", human.stdout)
     assert "'Records'" in human.stdout
+    assert re.search(r"^  checks    [2-9] warnings; compared with production version 1 ",
+                     human.stdout, re.M), human.stdout
 
 
 def test_drift_alone_passes_by_default_and_stops_with_drift_error(production, tmp_path):

@@ -278,7 +278,12 @@ def test_a_parquet_dictionary_column_meets_csv_text(tmp_path):
     (pa.date32(), pa.timestamp("s"), pa.timestamp("s")),
     (pa.timestamp("ms"), pa.timestamp("us"), pa.timestamp("us")),
     (pa.date32(), pa.date64(), pa.date64()),
-    (pa.timestamp("s", "UTC"), pa.timestamp("s", "Europe/Paris"), None),
+    # the same instants in two zones (a CSV's offsets are UTC): UTC; with no zone: none
+    (pa.timestamp("s", "UTC"), pa.timestamp("ms", "Europe/Paris"), pa.timestamp("ms", "UTC")),
+    (pa.timestamp("s", "Europe/Berlin"), pa.timestamp("s"), None),
+    (pa.date32(), pa.timestamp("us", "Europe/Berlin"), pa.timestamp("us", "Europe/Berlin")),
+    (pa.time32("s"), pa.time64("us"), pa.time64("us")),
+    (pa.time32("s"), pa.timestamp("s"), None),
     (pa.string(), pa.int64(), None),
     (pa.bool_(), pa.int64(), None),
     (pa.date32(), pa.string(), None),

@@ -383,10 +383,22 @@ def test_a_body_that_is_not_json_is_an_error(api):
     assert len(message(caught)) < 500
 
 
-def test_infinity_is_not_json(api):
-    api.route("/x", lambda request: Reply(body=b'[{"a": Infinity}]'))
-    with pytest.raises(SourceError, match="Infinity is not a JSON value"):
-        read(api.url("/x"))
+def test_infinity_is_read_as_a_jsonl_file_and_a_csv_read_it(api, tmp_path):
+    # Python's json.dumps writes Infinity and NaN; pyarrow reads them in a JSON Lines file
+    body = b'[{"a": Infinity, "b": 1.5}, {"a": -Infinity, "b": NaN}, {"a": 2.0, "b": 0.5}]'
+    api.route("/x", lambda request: Reply(body=body))
+    (tmp_path / "same.jsonl").write_text(
+        '{"a": Infinity, "b": 1.5}\n{"a": -Infinity, "b": NaN}\n{"a": 2.0, "b": 0.5}\n')
+    (tmp_path / "same.csv").write_text("a,b\ninf,1.5\n-inf,\n2.0,0.5\n")
+
+    versions = {name: ingest(source, str(tmp_path / f"{name}.parquet")).data_version
+                for name, source in [("api", api.url("/x")),
+                                     ("jsonl", str(tmp_path / "same.jsonl")),
+                                     ("csv", str(tmp_path / "same.csv"))]}
+
+    assert len(set(versions.values())) == 1, versions
+    assert pq.read_table(tmp_path / "api.parquet").to_pylist() == [
+        {"a": float("inf"), "b": 1.5}, {"a": float("-inf"), "b": None}, {"a": 2.0, "b": 0.5}]
 
 
 def test_redirects_are_followed(api):
