@@ -9,6 +9,7 @@ it. ``rollback`` and ``promote`` move production by compare-and-swap and log the
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -57,13 +58,28 @@ def open_registry(store: str, model_name: str | None) -> Registry:
     A name the store does not hold is an error listing those it holds (a typo must not read as
     a model with no versions).
     """
-    from keel.errors import RegistryError
+    from keel.errors import ParameterError, RegistryError
     from keel.registry import Registry, model_names
-    from keel.storage import open_store
+    from keel.storage import GCSStore, ObjectNotFound, open_store
 
-    target = open_store(store)
+    try:
+        target = open_store(store)
+    except ParameterError as exc:  # no Google Cloud credentials: say which store needed them
+        raise ParameterError(f"The store {store} cannot be opened: {exc.args[0]}",
+                             stage=exc.stage) from None
+
+    def listed(read: Callable[[], list[str]]) -> list[str]:
+        try:
+            return read()
+        except ObjectNotFound:
+            if isinstance(target, GCSStore):  # listing a prefix fails only without its bucket
+                raise ObjectNotFound(
+                    f"The store {target.uri} cannot be read: its bucket {target.bucket_name!r} "
+                    "does not exist (or is not visible to the credentials in use).") from None
+            raise
+
+    names = listed(lambda: model_names(target)) if model_name is None else []
     if model_name is None:
-        names = model_names(target)
         if len(names) != 1:
             raise RegistryError(
                 f"The store {target.uri} holds {len(names)} models "
@@ -71,7 +87,7 @@ def open_registry(store: str, model_name: str | None) -> Registry:
             )
         model_name = names[0]
     registry = Registry(target, model_name)
-    if not target.list(registry.root):
+    if not listed(lambda: target.list(registry.root)):
         names = model_names(target)
         holds = f"holds {', '.join(names)}" if names else "holds no models"
         raise RegistryError(f"The store {target.uri} has no model {model_name!r}; it {holds}.")

@@ -9,7 +9,9 @@ turned into the frame the model was trained on, column by column, the way traini
 - a **categorical feature** becomes what training held for it, by the column's training dtype in
   the version's ``schema.json``: text with NaN for a missing value (encoded as ``'nan'``, like
   training, never as ``'None'``), whole numbers as integers (``'3'``, not ``'3.0'`` because this
-  batch happens to have a gap), floats as floats, booleans as booleans.
+  batch happens to have a gap), floats as floats, booleans as booleans (1/0 and "true"/"false"
+  too); a nullable pandas dtype training read (``boolean``, ``Int64``, ``string``) is kept, so a
+  missing value is ``pd.NA`` (encoded ``'<NA>'``) as in training.
 
 The output Parquet file holds every input column (so it joins back to the input), then
 ``prediction``, one ``probability_<class>`` column per class for a classifier, ``model_version``
@@ -235,13 +237,49 @@ def _trained_as(dtype: str | None) -> str:
 
 def _categorical(column: pa.Array, dtype: str | None) -> pd.Series:
     """A categorical feature's values as training held them (its text is what the model encodes)."""
+    column = _decoded(column)
+    family = _trained_as(dtype)
+    kind = _arrow_kind(column.type)
+    if family == "bool" and kind not in ("boolean", "null"):
+        booleans = _booleans(column, kind)
+        if booleans is not None:  # 1/0, "true"/"false": the booleans training saw
+            column, kind = booleans, "boolean"
+    values = _as_read(column, family, kind)
+    from keel.serving import NULLABLE_DTYPE
+
+    if dtype is not None and NULLABLE_DTYPE.match(dtype):
+        # A nullable dtype (boolean, Int64, string...) held pd.NA for a missing value, which the
+        # model's encoder reads as '<NA>', not 'nan' or 'None': hand it the same dtype.
+        try:
+            return values.astype(dtype)
+        except (TypeError, ValueError, OverflowError):
+            pass  # values that do not fit it: categories training never saw, as they came
+    return values
+
+
+def _booleans(column: pa.Array, kind: str) -> pa.Array | None:
+    """1/0 or "true"/"false" (any case) as Arrow booleans; None for other values."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if kind in ("integer", "floating", "decimal"):
+        values, allowed = column, pa.array([0, 1]).cast(column.type)
+    elif kind == "text":
+        values, allowed = pc.utf8_lower(pc.utf8_trim_whitespace(column)), pa.array(["true", "false"])
+    else:
+        return None
+    fits = pc.or_kleene(pc.is_null(values), pc.is_in(values, value_set=allowed))
+    if not pc.all(fits).as_py():
+        return None
+    return pc.equal(values, allowed[1])
+
+
+def _as_read(column: pa.Array, family: str, kind: str) -> pd.Series:
+    """A categorical column as pandas reads training's type (before any nullable dtype)."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
 
-    column = _decoded(column)
-    family = _trained_as(dtype)
-    kind = _arrow_kind(column.type)
     if family in ("text", "int", "float") and kind == "null":
         return pd.Series(np.full(len(column), np.nan, dtype=object))  # encoded as 'nan'
     if family == "text" and kind != "text":
@@ -274,7 +312,7 @@ def training_frame(batch: pa.RecordBatch, spec: FeatureSpec,
     for name in spec.numeric:
         data[name] = _numeric(batch.column(names.index(name)))
     for name in spec.categorical:
-        data[name] = _categorical(batch.column(names.index(name)), dtypes.get(name)).to_numpy()
+        data[name] = _categorical(batch.column(names.index(name)), dtypes.get(name)).array  # dtype kept
     return pd.DataFrame(data, columns=spec.features)
 
 

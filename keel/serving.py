@@ -132,10 +132,17 @@ def columns_of(spec: FeatureSpec, dtypes: Mapping[str, str],
                  for name in names)
 
 
+#: pandas dtypes whose missing value is ``pd.NA`` (nullable booleans, integers, floats, and the
+#: ``string`` dtype): a Parquet source written by pandas keeps them, so training read them, and
+#: the model's encoder turns their missing value into the text ``'<NA>'``, not ``'nan'``.
+NULLABLE_DTYPE = re.compile(r"^(boolean|U?Int(8|16|32|64)|Float(32|64)|string(\[(python|pyarrow)\])?)$")
+_TRUE_FALSE = {"true": True, "false": False}
+
+
 def _family(dtype: str) -> str:
     """How values of a training dtype are stored: bool, int, float, object, or text."""
     lowered = dtype.lower()
-    if lowered == "bool":
+    if lowered in ("bool", "boolean"):
         return "bool"
     if lowered.startswith(("int", "uint")):
         return "int"
@@ -211,7 +218,13 @@ def _column_values(column: Column, values: Sequence[Any], where: Callable[[int],
             raise RequestError(f"Column {column.name!r} must be {column.expects}; got "
                                f"{_shown(value)} in {where(i)}.")
     family = _family(column.dtype)
+    if family == "bool":  # true/false, 1/0 and "true"/"false" are the same boolean
+        values = [_boolean(column, v, where(i)) for i, v in enumerate(values)]
     gaps = any(_missing(v) for v in values)
+    if NULLABLE_DTYPE.match(column.dtype):
+        nullable = _nullable(column.dtype, family, values)
+        if nullable is not None:
+            return nullable
     if family == "text":
         return pd.array([None if _missing(v) else v if isinstance(v, str) else str(v)
                          for v in values], dtype="str")
@@ -230,6 +243,40 @@ def _column_values(column: Column, values: Sequence[Any], where: Callable[[int],
     if all(isinstance(v, float) for v in floats):
         return np.array(floats, dtype=np.float64)
     return np.array(floats, dtype=object)
+
+
+def _boolean(column: Column, value: Any, where: str) -> Any:
+    """A value of a column trained as booleans: a bool, or None when missing."""
+    if _missing(value) or isinstance(value, bool):
+        return None if _missing(value) else value
+    if _is_number(value) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE_FALSE:
+        return _TRUE_FALSE[value.strip().lower()]
+    raise RequestError(f"Column {column.name!r} holds booleans: true or false (1 or 0, \"true\" "
+                       f"or \"false\") or null; got {_shown(value)} in {where}.")
+
+
+def _nullable(dtype: str, family: str, values: Sequence[Any]) -> Any:
+    """Values as the nullable pandas ``dtype`` training read (missing as ``pd.NA``), or None.
+
+    None when the values do not fit it (text in an integer column, 3.5, a number out of range):
+    they are categories training never saw, kept as they came.
+    """
+    present = [v for v in values if not _missing(v)]
+    if family == "int":
+        present = [int(v) if isinstance(v, float) and v.is_integer() else v for v in present]
+        if not all(_int64(v) for v in present):
+            return None
+    elif family == "float" and not all(_finite(v) is not None for v in present):
+        return None
+    elif family == "text":
+        present = [v if isinstance(v, str) else str(v) for v in present]
+    it = iter(present)
+    try:
+        return pd.array([None if _missing(v) else next(it) for v in values], dtype=dtype)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def build_frame(columns: Sequence[Column], data: Mapping[str, Sequence[Any]], rows: int,

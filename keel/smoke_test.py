@@ -1,8 +1,8 @@
 """Golden rows and the serving smoke test: a version answers over HTTP what it answered in training.
 
 :func:`golden_rows` samples rows of the training frame and records the fitted pipeline's answers
-on exactly the frame Keel's model server builds from those rows as JSON
-(:func:`keel.serving.records_frame`). :func:`smoke_test` loads a published version the way the
+on those rows as training read them (the in-process answers), and the rows as JSON.
+:func:`smoke_test` loads a published version the way the
 server does (sha256 checked), serves it on loopback, sends the rows through the KServe V1
 protocol over real HTTP and requires the same answers; :func:`endpoint_smoke_test` does the same
 against a server already running (a deployed ``InferenceService``). A failed smoke test is a
@@ -21,7 +21,7 @@ import pandas as pd
 
 from keel.contracts import FeatureSpec, GoldenRows, SmokeTest
 from keel.errors import KeelError, one_line
-from keel.serving import columns_of, json_ready, load_version, records_frame, serving
+from keel.serving import columns_of, json_ready, load_version, serving
 
 SINGLE_ROW_REQUESTS = 5  # golden rows also sent one per request: an answer must not depend on
 #: the other rows of the batch (a null in one row must not change how the others are read)
@@ -36,8 +36,8 @@ def golden_rows(pipeline: Any, frame: pd.DataFrame, features: FeatureSpec, *, ro
 
     The sample prefers a row of each class (classification) and rows with missing values, when
     there are some; rows holding infinite numbers are left out (JSON has no infinity). The
-    answers are computed on the frame the server builds from the JSON records, so a server that
-    reads requests differently from training fails the smoke test.
+    answers are the pipeline's on the training frame's own rows (what it predicts in process),
+    so a server that reads the JSON records differently from training fails the smoke test.
     """
     order = getattr(pipeline, "feature_names_in_", None)
     columns = columns_of(features, {name: str(frame[name].dtype) for name in features.features},
@@ -45,7 +45,7 @@ def golden_rows(pipeline: Any, frame: pd.DataFrame, features: FeatureSpec, *, ro
     names = [c.name for c in columns]
     chosen = _sample(frame, features, names, rows, seed)
     records = [{name: json_ready(frame.at[index, name]) for name in names} for index in chosen]
-    served = records_frame(columns, records)
+    served = frame.loc[chosen, names]  # the rows as training read them, not as a server would
     predictions = [json_ready(v) for v in pipeline.predict(served).tolist()]
     classes = probabilities = None
     if features.task == "classification" and hasattr(pipeline, "predict_proba"):

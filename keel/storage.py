@@ -354,7 +354,7 @@ class GCSStore(Store):
         return self.bucket.blob(self._name(key))
 
     @contextlib.contextmanager
-    def _translate(self, key: str) -> Iterator[None]:
+    def _translate(self, key: str, *, writing: bool = False) -> Iterator[None]:
         from google.api_core.exceptions import Forbidden, NotFound, PreconditionFailed, RetryError
         from google.cloud.storage.retry import _should_retry  # the predicate self.retry uses
 
@@ -379,8 +379,9 @@ class GCSStore(Store):
             cause = exc.cause if isinstance(exc, RetryError) and exc.cause is not None else exc
             raise StorageUnavailable(
                 f"Google Cloud Storage kept failing on {self.url(key)} ({type(cause).__name__} "
-                f"for {self.deadline:g} s of retries); a write may or may not have happened, but "
-                "the registry stays consistent. Run again later."
+                f"for {self.deadline:g} s of retries); "
+                + ("a write may or may not have happened, but the registry stays consistent."
+                   if writing else "nothing was changed.") + " Run again later."
             ) from None
 
     def _write(self, key: str, upload: Callable[[Any], object]) -> None:
@@ -393,7 +394,7 @@ class GCSStore(Store):
         token = uuid.uuid4().hex
         blob = self._blob(key)
         blob.metadata = {WRITE_TOKEN: token}
-        with self._translate(key):
+        with self._translate(key, writing=True):
             try:
                 upload(blob)
             except PreconditionFailed:

@@ -171,3 +171,32 @@ def test_a_rollback_whose_deployment_fails_leaves_production_and_the_service_as_
     assert "was not deployed" in result.output and "Failed to load model" in result.output
     assert applied["metadata"]["annotations"]["keel.dev/version"] == "2"  # re-applied
     assert Registry(open_store(two_versions), MODEL).alias().version == 2  # not moved
+
+
+@pytest.mark.parametrize("damage", ["model replaced", "golden rows deleted", "manifest garbled"])
+def test_a_rollback_to_a_damaged_version_is_refused_before_the_cluster_is_contacted(
+        two_versions, tmp_path, damage):
+    # The Kubernetes API is the local fake (no real cluster can run here); the store, the
+    # registry and the CLI are real.
+    folder = Path(two_versions) / "registry" / MODEL / "versions" / "1"
+    if damage == "model replaced":
+        (folder / "model.joblib").write_bytes((folder / "model.joblib").read_bytes() + b"\0")
+    elif damage == "golden rows deleted":
+        (folder / "golden_rows.json").unlink()
+    else:
+        (folder / "manifest.json").write_text("{not json")
+    with FakeKube() as fake:
+        fake.put(render_isvc(model=MODEL, version=2, namespace=NAMESPACE,
+                             storage_uri="gs://bucket/keel/registry/churn/versions/2"))
+        before = json.dumps(fake.isvc(NAMESPACE, MODEL), sort_keys=True)
+        result = rollback(two_versions, kubeconfig_for(fake, tmp_path / "config"))
+        after = json.dumps(fake.isvc(NAMESPACE, MODEL), sort_keys=True)
+        contacted = list(fake.requests)
+
+    assert result.exit_code == 1, result.output
+    assert "Version 1 of 'churn' is damaged" in result.output, result.output
+    assert "Traceback" not in result.output
+    assert contacted == [] and after == before  # refused before any request to the cluster
+    registry = Registry(open_store(two_versions), MODEL)
+    assert registry.alias().version == 2
+    assert [e["action"] for e in registry.events()] == ["promote", "promote"]
