@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -109,6 +109,15 @@ class JsonApi:
         """Stop serving and free the port."""
         self.server.shutdown()
         self.server.server_close()
+
+    @classmethod
+    def running(cls) -> Iterator[JsonApi]:
+        """A started server, closed afterwards: the body of a pytest fixture."""
+        server = cls().start()
+        try:
+            yield server
+        finally:
+            server.close()
 
     @property
     def base(self) -> str:

@@ -159,11 +159,7 @@ def sql_table(server: PostgresServer, name: str, columns: dict[str, str],
 
 @pytest.fixture
 def api() -> Iterator[JsonApi]:
-    server = JsonApi().start()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from JsonApi.running()
 
 
 @pytest.fixture(autouse=True)

@@ -48,11 +48,7 @@ def quick_and_clean(monkeypatch):
 
 @pytest.fixture
 def api() -> Iterator[JsonApi]:
-    server = JsonApi().start()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from JsonApi.running()
 
 
 def csv_of(rows: list[dict[str, Any]], path: Path) -> str:
