@@ -365,10 +365,14 @@ def main(argv: list[str] | None = None) -> None:
     info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     doc = {"benchmark": "pipeline", "date": date, "machine": info, "repeat": args.repeat,
            "seed": args.seed, "memory_method": MEMORY_METHOD, "sizes": results}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "pipeline.json").write_text(json.dumps(doc, indent=2) + "\n")
-    report = markdown(doc)
-    (args.out / "pipeline.md").write_text(report)
+    write_results(args.out, doc, markdown(doc))
+
+
+def write_results(out: Path, doc: dict[str, Any], report: str) -> None:
+    """``<benchmark>.json`` and ``<benchmark>.md`` in ``out``; the report is printed too."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{doc['benchmark']}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out / f"{doc['benchmark']}.md").write_text(report)
     print(report, end="")
 
 

@@ -41,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pipeline import RESULTS, machine, machine_line  # noqa: E402 - benchmarks/ is not a package
+from pipeline import RESULTS, machine, machine_line, write_results  # noqa: E402 - benchmarks/ is not a package
 
 TARGET = "Status"
 TRAIN_ROWS = 100_000
@@ -263,11 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     doc = {"benchmark": "stages", "date": date, "machine": info, "repeat": args.repeat,
            "seed": args.seed, "train_rows": TRAIN_ROWS, "sizes": sizes}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "stages.json").write_text(json.dumps(doc, indent=2) + "\n")
-    report = markdown(doc)
-    (args.out / "stages.md").write_text(report)
-    print(report, end="")
+    write_results(args.out, doc, markdown(doc))
 
 
 if __name__ == "__main__":

@@ -219,34 +219,18 @@ def _numeric(column: pa.Array) -> np.ndarray:
     return values
 
 
-def _trained_as(dtype: str | None) -> str:
-    """The family of a training pandas dtype: int, float, bool, text, or natural (as read)."""
-    if dtype is None:
-        return "natural"
-    lowered = dtype.lower()
-    if lowered.startswith(("int", "uint")):
-        return "int"
-    if lowered.startswith("float"):
-        return "float"
-    if lowered in ("bool", "boolean"):
-        return "bool"
-    if lowered in ("str", "string", "category") or lowered.startswith("string["):
-        return "text"
-    return "natural"  # object: booleans with gaps (None, as training read them), decimals...
-
-
 def _categorical(column: pa.Array, dtype: str | None) -> pd.Series:
     """A categorical feature's values as training held them (its text is what the model encodes)."""
+    from keel.serving import NULLABLE_DTYPE, dtype_family
+
     column = _decoded(column)
-    family = _trained_as(dtype)
+    family = dtype_family(dtype)
     kind = _arrow_kind(column.type)
     if family == "bool" and kind not in ("boolean", "null"):
         booleans = _booleans(column, kind)
         if booleans is not None:  # 1/0, "true"/"false": the booleans training saw
             column, kind = booleans, "boolean"
     values = _as_read(column, family, kind)
-    from keel.serving import NULLABLE_DTYPE
-
     if dtype is not None and NULLABLE_DTYPE.match(dtype):
         # A nullable dtype (boolean, Int64, string...) held pd.NA for a missing value, which the
         # model's encoder reads as '<NA>', not 'nan' or 'None': hand it the same dtype.

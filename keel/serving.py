@@ -111,7 +111,7 @@ class Column:
         """The KServe V2 tensor datatype of this column."""
         if self.kind == "numeric":
             return "FP64"
-        family = _family(self.dtype)
+        family = dtype_family(self.dtype)
         return {"bool": "BOOL", "int": "INT64", "float": "FP64"}.get(family, "BYTES")
 
     @property
@@ -139,18 +139,22 @@ NULLABLE_DTYPE = re.compile(r"^(boolean|U?Int(8|16|32|64)|Float(32|64)|string(\[
 _TRUE_FALSE = {"true": True, "false": False}
 
 
-def _family(dtype: str) -> str:
-    """How values of a training dtype are stored: bool, int, float, object, or text."""
-    lowered = dtype.lower()
+def dtype_family(dtype: str | None) -> str:
+    """How values of a training pandas dtype are held: bool, int, float, text, or object.
+
+    ``object`` (and no dtype or an unknown one) means as read: booleans with gaps (None),
+    decimals... The server and batch prediction both build columns by it.
+    """
+    lowered = (dtype or "object").lower()
     if lowered in ("bool", "boolean"):
         return "bool"
     if lowered.startswith(("int", "uint")):
         return "int"
     if lowered.startswith("float"):
         return "float"
-    if lowered == "object":
-        return "object"
-    return "text"  # str, string, category
+    if lowered in ("str", "string", "category") or lowered.startswith("string["):
+        return "text"
+    return "object"
 
 
 def _missing(value: Any) -> bool:
@@ -217,7 +221,7 @@ def _column_values(column: Column, values: Sequence[Any], where: Callable[[int],
         if not (value is None or isinstance(value, str | int | float | bool)):
             raise RequestError(f"Column {column.name!r} must be {column.expects}; got "
                                f"{_shown(value)} in {where(i)}.")
-    family = _family(column.dtype)
+    family = dtype_family(column.dtype)
     if family == "bool":  # true/false, 1/0 and "true"/"false" are the same boolean
         values = [_boolean(column, v, where(i)) for i, v in enumerate(values)]
     gaps = any(_missing(v) for v in values)
@@ -238,7 +242,7 @@ def _column_values(column: Column, values: Sequence[Any], where: Callable[[int],
             return np.array(ints, dtype=np.int64)
         return np.array([np.nan if _missing(v) else v for v in ints], dtype=object)
     # float: a number too large for float64 stays as it came (a category training never saw)
-    floats = [np.nan if _missing(v) else _finite(v) if _finite(v) is not None else v
+    floats = [np.nan if _missing(v) else v if (number := _finite(v)) is None else number
               for v in values]
     if all(isinstance(v, float) for v in floats):
         return np.array(floats, dtype=np.float64)
