@@ -23,7 +23,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, TypeAlias
+from typing import IO, TYPE_CHECKING, Any, TypeAlias
 
 from typing_extensions import override
 
@@ -74,7 +74,7 @@ def _read_csv(
         ),
         convert_options=pcsv.ConvertOptions(quoted_strings_can_be_null=True),
     )
-    return reader.schema, iter(reader)
+    return reader.schema, _ReaderBatches(reader, None)
 
 
 def _read_parquet(
@@ -104,18 +104,58 @@ def _read_jsonl(
     if not utf8:
         native = stream if isinstance(stream, pa.NativeFile) else pa.PythonFile(stream, mode="r")
         stream = pa.transcoding_input_stream(native, encoding, "utf-8")
-    reader = pjson.open_json(stream, read_options=pjson.ReadOptions(block_size=CSV_BLOCK_BYTES))
-    batches = _checked_utf8(reader) if utf8 else iter(reader)
-    first = next(batches, None)  # the block the reader inferred its types from, read already
+    checked = _ReaderBatches(
+        pjson.open_json(stream, read_options=pjson.ReadOptions(block_size=CSV_BLOCK_BYTES)),
+        _checked_utf8 if utf8 else None)
+    first = next(checked, None)  # the block the reader inferred its types from, read already
     if first is None:
-        return reader.schema, iter(())
+        return checked.schema, iter(())
     schema = json_timestamp_schema(first)
-    return schema, (as_json_timestamps(batch, schema) for batch in _chained(first, batches))
+
+    def convert(batch: pa.RecordBatch) -> pa.RecordBatch:
+        return as_json_timestamps(_checked_utf8(batch) if utf8 else batch, schema)
+
+    return schema, _ReaderBatches(checked.reader, convert,
+                                  first=as_json_timestamps(first, schema))
 
 
-def _chained(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    yield first
-    yield from rest
+class _ReaderBatches:
+    """A pyarrow reader's batches, each converted; the reader is let go of when they end or fail.
+
+    pyarrow's CSV and JSON readers read ahead on threads of their own, and their ``close()``
+    does not stop that. A reader still referenced when a read error propagates (a traceback
+    holds every frame that refers to it) lives until interpreter shutdown, where its threads can
+    abort the process ("terminate called without an active exception", apache/arrow#34314)
+    instead of letting it exit with Keel's error. So only this object holds the reader, reads
+    it here, and drops it on the first exception, on the end and on ``close()``: it is destroyed
+    at once, while Arrow is alive.
+    """
+
+    def __init__(self, reader: Any, convert: Callable[[pa.RecordBatch], pa.RecordBatch] | None,
+                 first: pa.RecordBatch | None = None):
+        self.reader: Any = reader
+        self.schema: pa.Schema = reader.schema
+        self.convert = convert
+        self.first = first
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        if self.first is not None:
+            batch, self.first = self.first, None
+            return batch
+        if self.reader is None:
+            raise StopIteration
+        try:
+            batch = self.reader.read_next_batch()
+            return batch if self.convert is None else self.convert(batch)
+        except BaseException:  # the end, a read error or an interrupt: the reader is done
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self.reader = None
 
 
 def _timestamp_of_text(column: pa.Array) -> pa.DataType | None:
@@ -177,15 +217,14 @@ def as_json_timestamps(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBat
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-def _checked_utf8(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """The batches, each string column checked to be valid UTF-8 (ArrowInvalid if not)."""
+def _checked_utf8(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch``, each string column checked to be valid UTF-8 (ArrowInvalid if not)."""
     import pyarrow as pa
 
-    for batch in batches:
-        for column in batch.columns:
-            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-                column.validate(full=True)
-        yield batch
+    for column in batch.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column.validate(full=True)
+    return batch
 
 
 @dataclass(frozen=True)
@@ -443,10 +482,16 @@ class FileSource(Source):
             except Exception as exc:
                 self._refuse_invalid_text(exc)
                 raise
-            if self.file_format.text and any(pa.types.is_binary(f.type) for f in schema):
-                # pyarrow's CSV reader types a column holding invalid UTF-8 as binary.
-                self._refuse_invalid_text(None)
-            yield SourceRows(schema=schema, batches=self._explained(batches), format=self.format)
+            try:
+                if self.file_format.text and any(pa.types.is_binary(f.type) for f in schema):
+                    # pyarrow's CSV reader types a column holding invalid UTF-8 as binary.
+                    self._refuse_invalid_text(None)
+                yield SourceRows(schema=schema, batches=self._explained(batches),
+                                 format=self.format)
+            finally:
+                close = getattr(batches, "close", None)  # a reader, a generator: not an iter(())
+                if close is not None:
+                    close()  # the reader stops before the stream under it is closed
 
     def _explained(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """The batches; a read error caused by invalid text becomes a SourceError saying where."""
